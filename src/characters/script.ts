@@ -1,0 +1,235 @@
+/**
+ * Character scripts: YAML (see docs/characters.md) parsed and validated into an
+ * immutable Character. Every problem is reported with file:line:column, and all
+ * problems in one file are reported together. Pure: no I/O here.
+ */
+import { isMap, isScalar, LineCounter, type Node, parseDocument } from 'yaml';
+import { checkRegex } from './safe-regex.js';
+import { compileTemplate, type Template, TemplateError } from './template.js';
+import type { Character, CharacterIssue, Trigger } from './types.js';
+
+export const CHARACTER_ID_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
+const MAX_ALIASES = 100;
+const TOP_KEYS = [
+  'id', 'name', 'aliases', 'description', 'persona', 'system_prompt', 'greeting', 'user_name',
+  'examples', 'initial_state', 'states', 'triggers',
+] as const;
+const TRIGGER_KEYS = ['on_mention', 'on_keyword', 'on_regex', 'in_state', 'respond', 'goto'] as const;
+const STATE_RE = /^[\p{L}\p{N}_-]{1,64}$/u;
+
+export interface ParseResult {
+  readonly character: Character | undefined;
+  readonly issues: readonly CharacterIssue[];
+}
+
+type Path = readonly (string | number)[];
+
+/** Derives a character id from a file name: lower-cased, unsafe characters dropped. */
+export function idFromFileName(file: string): string {
+  const base = file.split(/[\\/]/).pop() ?? file;
+  return base.replace(/\.(ya?ml)$/i, '').toLowerCase();
+}
+
+export function parseCharacterScript(text: string, file: string): ParseResult {
+  const issues: CharacterIssue[] = [];
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+
+  const at = (offset: number | undefined, message: string) => {
+    const { line, col } = offset === undefined ? { line: 1, col: 1 } : lineCounter.linePos(offset);
+    issues.push({ file, line, column: col, message });
+  };
+  for (const e of doc.errors) at(e.pos[0], e.message.split('\n')[0]!);
+  if (issues.length > 0) return { character: undefined, issues };
+
+  let data: unknown;
+  try {
+    // Alias bombs ("billion laughs") expand here; a low cap refuses them.
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    at(0, (err as Error).message);
+    return { character: undefined, issues };
+  }
+  const root = doc.contents;
+  if (!isMap(root) || data === null || typeof data !== 'object' || Array.isArray(data)) {
+    at(root?.range?.[0], 'a character script must be a YAML map (name: ..., triggers: ...)');
+    return { character: undefined, issues };
+  }
+  const obj = data as Record<string, unknown>;
+
+  const nodeAt = (path: Path): Node | undefined => {
+    const n = doc.getIn(path, true);
+    return n && typeof n === 'object' && 'range' in n ? (n as Node) : undefined;
+  };
+  const issue = (path: Path, message: string) => at(nodeAt(path)?.range?.[0], message);
+  const keyIssues = (mapPath: Path, allowed: readonly string[], what: string) => {
+    const map = mapPath.length === 0 ? root : doc.getIn(mapPath, true);
+    if (!isMap(map)) return;
+    for (const pair of map.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+      if (!allowed.includes(key)) {
+        const offset = isScalar(pair.key) ? pair.key.range?.[0] : undefined;
+        at(offset, `unknown ${what} key ${JSON.stringify(key)}; expected one of ${allowed.join(', ')}`);
+      }
+    }
+  };
+  keyIssues([], TOP_KEYS, 'character');
+
+  const str = (key: string, required: boolean, fallback = ''): string => {
+    const v = obj[key];
+    if (v === undefined || v === null) {
+      if (required) at(root.range?.[0], `missing required key "${key}"`);
+      return fallback;
+    }
+    if (typeof v !== 'string' && typeof v !== 'number') {
+      issue([key], `"${key}" must be a string`);
+      return fallback;
+    }
+    return String(v);
+  };
+  const strList = (path: Path, v: unknown, what: string): string[] => {
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v)) {
+      issue(path, `"${what}" must be a list of strings`);
+      return [];
+    }
+    const out: string[] = [];
+    v.forEach((item, i) => {
+      if (typeof item === 'string' || typeof item === 'number') out.push(String(item));
+      else issue([...path, i], `each entry of "${what}" must be a string`);
+    });
+    return out;
+  };
+  const template = (path: Path, source: string): Template | undefined => {
+    try {
+      return compileTemplate(source);
+    } catch (err) {
+      if (!(err instanceof TemplateError)) throw err;
+      const node = nodeAt(path);
+      const start = node?.range?.[0];
+      const base = start === undefined ? { line: 1, col: 1 } : lineCounter.linePos(start);
+      // Position inside the template, relative to the start of the YAML scalar
+      // (exact for plain and quoted one-line scalars, close for block scalars).
+      const quoted = start !== undefined && (text[start] === '"' || text[start] === "'");
+      const line = base.line + err.line - 1;
+      const column = err.line === 1 ? base.col + err.column - 1 + (quoted ? 1 : 0) : err.column;
+      issues.push({ file, line, column, message: `template: ${err.message}` });
+      return undefined;
+    }
+  };
+
+  const name = str('name', true).trim();
+  if (obj.name !== undefined && name === '') issue(['name'], '"name" must not be empty');
+  const idText = obj.id === undefined ? idFromFileName(file) : str('id', false);
+  if (!CHARACTER_ID_RE.test(idText)) {
+    if (obj.id === undefined) {
+      at(root.range?.[0], `file name gives the id ${JSON.stringify(idText)}, which is not valid; add "id:" (lower-case letters, digits and -, up to 64)`);
+    } else issue(['id'], `"id" must be lower-case letters, digits and - (up to 64), got ${JSON.stringify(idText)}`);
+  }
+  const aliases = strList(['aliases'], obj.aliases, 'aliases').map((a) => a.trim()).filter(Boolean);
+  if (aliases.length > MAX_ALIASES) issue(['aliases'], `at most ${MAX_ALIASES} aliases`);
+  const examples = strList(['examples'], obj.examples, 'examples');
+
+  // States: declared list, or just the initial state.
+  const initialState = str('initial_state', false, '').trim();
+  let states = strList(['states'], obj.states, 'states').map((s) => s.trim());
+  states.forEach((s, i) => {
+    if (!STATE_RE.test(s)) issue(['states', i], `state name ${JSON.stringify(s)} must be 1-64 letters, digits, _ or -`);
+  });
+  if (new Set(states).size !== states.length) issue(['states'], 'state names must be unique');
+  if (states.length === 0) states = [initialState || 'default'];
+  const initial = initialState || states[0]!;
+  if (!states.includes(initial)) issue(['initial_state'], `initial_state ${JSON.stringify(initial)} is not in states [${states.join(', ')}]`);
+
+  const stateRef = (path: Path, v: unknown): string | undefined => {
+    if (typeof v !== 'string') {
+      issue(path, 'a state name must be a string');
+      return undefined;
+    }
+    if (!states.includes(v)) {
+      issue(path, `unknown state ${JSON.stringify(v)}; states are [${states.join(', ')}]`);
+      return undefined;
+    }
+    return v;
+  };
+
+  for (const key of ['description', 'persona', 'system_prompt', 'greeting'] as const) {
+    if (obj[key] !== undefined) template([key], str(key, false));
+  }
+
+  const triggers: Trigger[] = [];
+  const rawTriggers = obj.triggers;
+  if (rawTriggers !== undefined && rawTriggers !== null && !Array.isArray(rawTriggers)) {
+    issue(['triggers'], '"triggers" must be a list');
+  } else if (Array.isArray(rawTriggers)) {
+    rawTriggers.forEach((raw, index) => {
+      const path = ['triggers', index];
+      if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+        issue(path, 'each trigger must be a map');
+        return;
+      }
+      keyIssues(path, TRIGGER_KEYS, 'trigger');
+      const t = raw as Record<string, unknown>;
+      let onMention = false;
+      if (t.on_mention !== undefined) {
+        if (typeof t.on_mention !== 'boolean') issue([...path, 'on_mention'], '"on_mention" must be true or false');
+        else onMention = t.on_mention;
+      }
+      const keywordsRaw = typeof t.on_keyword === 'string' ? [t.on_keyword] : t.on_keyword;
+      const keywords = strList([...path, 'on_keyword'], keywordsRaw, 'on_keyword')
+        .map((k) => k.toLowerCase())
+        .filter((k) => k.trim() !== '');
+      let regex: RegExp | undefined;
+      if (t.on_regex !== undefined) {
+        if (typeof t.on_regex !== 'string') issue([...path, 'on_regex'], '"on_regex" must be a string');
+        else {
+          const problem = checkRegex(t.on_regex, 'iu');
+          if (problem) issue([...path, 'on_regex'], `on_regex: ${problem}`);
+          else regex = new RegExp(t.on_regex, 'iu');
+        }
+      }
+      let inStates: Set<string> | undefined;
+      if (t.in_state !== undefined) {
+        const list = Array.isArray(t.in_state) ? t.in_state : [t.in_state];
+        inStates = new Set();
+        list.forEach((s, i) => {
+          const ok = stateRef(Array.isArray(t.in_state) ? [...path, 'in_state', i] : [...path, 'in_state'], s);
+          if (ok) inStates!.add(ok);
+        });
+      }
+      let respond: Template | undefined;
+      if (t.respond !== undefined) {
+        if (typeof t.respond !== 'string') issue([...path, 'respond'], '"respond" must be a string');
+        else respond = template([...path, 'respond'], t.respond);
+      }
+      const goto = t.goto === undefined ? undefined : stateRef([...path, 'goto'], t.goto);
+      if (!onMention && keywords.length === 0 && t.on_regex === undefined) {
+        issue(path, 'a trigger needs a condition: on_mention, on_keyword or on_regex');
+      }
+      if (t.respond === undefined && t.goto === undefined) issue(path, 'a trigger needs an action: respond or goto');
+      triggers.push({ index, onMention, keywords, regex, inStates, respond, goto });
+    });
+  }
+
+  if (issues.length > 0) return { character: undefined, issues };
+  const character: Character = Object.freeze({
+    id: idText,
+    name,
+    aliases: Object.freeze(aliases),
+    description: str('description', false),
+    persona: str('persona', false),
+    systemPrompt: str('system_prompt', false),
+    greeting: str('greeting', false),
+    userName: str('user_name', false, 'User').trim() || 'User',
+    examples: Object.freeze(examples),
+    initialState: initial,
+    states: Object.freeze(states),
+    triggers: Object.freeze(triggers),
+    source: file,
+  });
+  return { character, issues };
+}
+
+export function formatIssue(i: CharacterIssue): string {
+  return `${i.file}:${i.line}:${i.column}: ${i.message}`;
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+/**
+ * The npcd command line: `npcd serve` (the default) runs the server.
+ */
+import { readFileSync } from 'node:fs';
+import { loadServeConfig, serveHelp } from './config/serve.js';
+import { NpcdError } from './errors.js';
+import { createLogger } from './log.js';
+import { startServer } from './server/app.js';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const USAGE = `Usage: npcd <command> [options]
+
+Commands:
+  serve      Run the server (default). See npcd serve --help.
+  help       Show this help.
+  version    Print the version.
+`;
+
+async function serve(argv: string[]): Promise<number> {
+  const { config, help } = loadServeConfig(argv);
+  if (help) {
+    process.stdout.write(serveHelp());
+    return 0;
+  }
+  const logger = createLogger(config.logLevel);
+  const server = await startServer(config, { logger });
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    logger.info({ signal }, 'signal received: graceful shutdown');
+    server.shutdown().then(
+      () => {
+        logger.info('shutdown complete');
+        logger.flush();
+        // Keep-alive HTTP sockets may linger; nothing is in flight any more.
+        setTimeout(() => process.exit(0), 50).unref();
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  return -1; // keep running
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+      return serve([]);
+    case 'serve':
+      return serve(rest);
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return 0;
+    case 'version':
+    case '--version':
+    case '-v':
+      process.stdout.write(`npcd ${VERSION}\n`);
+      return 0;
+    default:
+      if (command.startsWith('--')) return serve(argv);
+      process.stderr.write(`npcd: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof NpcdError) {
+      process.stderr.write(`npcd: ${err.code}: ${err.message}\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`npcd: ${(err as Error).stack ?? String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,145 @@
+/**
+ * Configuration of `npcd serve`: one typed, frozen object built from flags,
+ * environment variables and an optional config file (JSON or YAML whose keys
+ * are the flag names), validated once at start.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import { NpcdError } from '../errors.js';
+import { type FlagTable, formatHelp, parseFlags } from './flags.js';
+
+export interface ServeConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly model: string;
+  readonly characters: string;
+  readonly config: string | undefined;
+  readonly logLevel: string;
+  readonly apiKeys: readonly string[];
+  readonly maxConnections: number;
+  readonly maxSessions: number;
+  readonly maxFrameBytes: number;
+  readonly maxBodyBytes: number;
+  readonly maxMessageChars: number;
+  readonly maxReplyTokens: number;
+  readonly maxHistoryTurns: number;
+  readonly replayFrames: number;
+  readonly sessionTtlMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly idleTimeoutMs: number;
+  readonly shutdownTimeoutMs: number;
+  readonly wsMaxBackpressureBytes: number;
+  readonly scriptTokenDelayMs: number;
+  readonly mockTokens: number;
+  readonly mockTtftMs: number;
+  readonly mockTokenDelayMs: number;
+}
+
+/** The bundled characters folder, next to package.json. */
+export const BUNDLED_CHARACTERS = fileURLToPath(new URL('../../characters', import.meta.url));
+
+const HOUR = 3_600_000;
+
+export const SERVE_FLAGS: FlagTable<keyof ServeConfig> = {
+  host: { flag: 'host', env: 'NPCD_HOST', type: 'string', default: '0.0.0.0', help: 'Address to listen on.', metavar: 'ADDR' },
+  port: { flag: 'port', env: 'NPCD_PORT', type: 'int', default: 8080, min: 0, max: 65535, help: 'TCP port to listen on (0 picks a free port).', metavar: 'PORT' },
+  model: {
+    flag: 'model', env: 'NPCD_MODEL', type: 'string', default: 'script', metavar: 'SPEC',
+    help: 'Model provider: "script" (embedded default: the character\'s script and a small Markov model over its lines; no LLM) or "mock" (deterministic tokens for benchmarks).',
+  },
+  characters: { flag: 'characters', env: 'NPCD_CHARACTERS', type: 'string', default: BUNDLED_CHARACTERS, help: 'Folder of character scripts (*.yaml, *.yml).', metavar: 'DIR' },
+  config: { flag: 'config', env: 'NPCD_CONFIG', type: 'string', default: undefined, help: 'Config file (JSON or YAML) whose keys are these flag names; flags and environment override it.', metavar: 'FILE' },
+  logLevel: { flag: 'log-level', env: 'NPCD_LOG_LEVEL', type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'Log level (logs are JSON lines on stdout).', metavar: 'LEVEL' },
+  apiKeys: { flag: 'api-keys', env: 'NPCD_API_KEYS', type: 'list', default: [], help: 'Comma-separated API keys. When set, /v1 HTTP routes need "Authorization: Bearer KEY" and WebSocket `hello` needs `token`.', metavar: 'KEYS' },
+  maxConnections: { flag: 'max-connections', env: 'NPCD_MAX_CONNECTIONS', type: 'int', default: 20_000, min: 1, help: 'Maximum concurrent WebSocket connections; upgrades beyond it get 503 ERR_CONNECTION_LIMIT.', metavar: 'N' },
+  maxSessions: { flag: 'max-sessions', env: 'NPCD_MAX_SESSIONS', type: 'int', default: 100_000, min: 1, help: 'Maximum sessions held; new sessions beyond it get ERR_SESSION_LIMIT.', metavar: 'N' },
+  maxFrameBytes: { flag: 'max-frame-bytes', env: 'NPCD_MAX_FRAME_BYTES', type: 'bytes', default: '16KiB', min: 256, max: 16 * 1024 * 1024, help: 'Largest WebSocket message accepted. Larger messages get ERR_PROTOCOL_FRAME_TOO_LARGE; above 4x this size the connection is closed (1009/1006) without reading the message.', metavar: 'SIZE' },
+  maxBodyBytes: { flag: 'max-body-bytes', env: 'NPCD_MAX_BODY_BYTES', type: 'bytes', default: '64KiB', min: 256, max: 64 * 1024 * 1024, help: 'Largest HTTP request body accepted; larger bodies get 413 ERR_HTTP_BODY_TOO_LARGE.', metavar: 'SIZE' },
+  maxMessageChars: { flag: 'max-message-chars', env: 'NPCD_MAX_MESSAGE_CHARS', type: 'int', default: 4000, min: 1, help: 'Longest chat message (in characters) accepted; longer ones get ERR_CHAT_TEXT_TOO_LONG.', metavar: 'N' },
+  maxReplyTokens: { flag: 'max-reply-tokens', env: 'NPCD_MAX_REPLY_TOKENS', type: 'int', default: 256, min: 1, max: 100_000, help: 'Upper bound on tokens generated per reply.', metavar: 'N' },
+  maxHistoryTurns: { flag: 'max-history-turns', env: 'NPCD_MAX_HISTORY_TURNS', type: 'int', default: 200, min: 2, help: 'Messages kept per session in memory; the oldest are dropped beyond it.', metavar: 'N' },
+  replayFrames: { flag: 'replay-frames', env: 'NPCD_REPLAY_FRAMES', type: 'int', default: 2048, min: 16, max: 1_000_000, help: 'Stream frames kept per session for resume; older ones give ERR_RESUME_GAP.', metavar: 'N' },
+  sessionTtlMs: { flag: 'session-ttl', env: 'NPCD_SESSION_TTL', type: 'duration', default: '30m', min: 1000, max: 30 * 24 * HOUR, help: 'A session with no connection, no generation and no activity for this long is deleted.', metavar: 'DURATION' },
+  heartbeatIntervalMs: { flag: 'heartbeat-interval', env: 'NPCD_HEARTBEAT_INTERVAL', type: 'duration', default: '15s', min: 100, help: 'Ping interval the server asks clients for (sent as welcome.heartbeat_ms).', metavar: 'DURATION' },
+  idleTimeoutMs: { flag: 'idle-timeout', env: 'NPCD_IDLE_TIMEOUT', type: 'duration', default: '30s', min: 200, help: 'A WebSocket that sends nothing for this long is closed (4408 ERR_HEARTBEAT_TIMEOUT).', metavar: 'DURATION' },
+  shutdownTimeoutMs: { flag: 'shutdown-timeout', env: 'NPCD_SHUTDOWN_TIMEOUT', type: 'duration', default: '10s', min: 0, help: 'On SIGTERM/SIGINT, how long in-flight replies may run before they are cancelled.', metavar: 'DURATION' },
+  wsMaxBackpressureBytes: { flag: 'ws-max-backpressure', env: 'NPCD_WS_MAX_BACKPRESSURE', type: 'bytes', default: '1MiB', min: 64 * 1024, help: 'Per-connection send buffer limit. Live frames pause at 1/16 of it and resume from the replay log on drain; at the limit the connection is closed.', metavar: 'SIZE' },
+  scriptTokenDelayMs: { flag: 'script-token-delay', env: 'NPCD_SCRIPT_TOKEN_DELAY', type: 'duration', default: '30ms', min: 0, max: 10_000, help: 'Pause between tokens of the script provider, so replies stream like a model\'s (0 streams at once).', metavar: 'DURATION' },
+  mockTokens: { flag: 'mock-tokens', env: 'NPCD_MOCK_TOKENS', type: 'int', default: 16, min: 1, max: 100_000, help: 'Tokens per reply of the mock provider.', metavar: 'N' },
+  mockTtftMs: { flag: 'mock-ttft', env: 'NPCD_MOCK_TTFT', type: 'duration', default: '0ms', min: 0, help: 'Mock provider: delay before the first token.', metavar: 'DURATION' },
+  mockTokenDelayMs: { flag: 'mock-token-delay', env: 'NPCD_MOCK_TOKEN_DELAY', type: 'duration', default: '0ms', min: 0, help: 'Mock provider: delay between tokens.', metavar: 'DURATION' },
+};
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new NpcdError('ERR_CONFIG_INVALID', `cannot read config file ${path}: ${(cause as Error).message}`, { cause });
+  }
+  let data: unknown;
+  try {
+    data = /\.json$/i.test(path) ? JSON.parse(text) : parseYaml(text, { maxAliasCount: 10 });
+  } catch (cause) {
+    throw new NpcdError('ERR_CONFIG_INVALID', `config file ${path} is not valid ${/\.json$/i.test(path) ? 'JSON' : 'YAML'}: ${(cause as Error).message}`, { cause });
+  }
+  if (data === null || data === undefined) return {};
+  if (typeof data !== 'object' || Array.isArray(data)) {
+    throw new NpcdError('ERR_CONFIG_INVALID', `config file ${path} must hold a map of option names to values`);
+  }
+  return data as Record<string, unknown>;
+}
+
+function findConfigPath(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--config') return argv[i + 1];
+    if (a.startsWith('--config=')) return a.slice('--config='.length);
+  }
+  return env.NPCD_CONFIG || undefined;
+}
+
+export interface ServeArgs {
+  config: ServeConfig;
+  help: boolean;
+}
+
+/** Builds the serve config; throws NpcdError ERR_CONFIG_INVALID naming the bad option. */
+export function loadServeConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  overrides: Partial<ServeConfig> = {},
+): ServeArgs {
+  const help = argv.includes('--help') || argv.includes('-h');
+  const path = help ? undefined : findConfigPath(argv, env);
+  const file = path ? readConfigFile(path) : {};
+  const parsed = parseFlags(SERVE_FLAGS, argv, env, file);
+  if (parsed.positionals.length > 0) {
+    throw new NpcdError('ERR_CONFIG_INVALID', `unexpected argument ${JSON.stringify(parsed.positionals[0])} (see npcd serve --help)`);
+  }
+  const config = { ...(parsed.values as unknown as ServeConfig), ...overrides };
+  if (config.idleTimeoutMs <= config.heartbeatIntervalMs) {
+    throw new NpcdError('ERR_CONFIG_INVALID', `--idle-timeout (${config.idleTimeoutMs} ms) must be longer than --heartbeat-interval (${config.heartbeatIntervalMs} ms)`);
+  }
+  if (!/^(script|mock)$/.test(config.model)) {
+    throw new NpcdError('ERR_CONFIG_INVALID', `--model ${JSON.stringify(config.model)} is not a known provider; this build has "script" and "mock"`);
+  }
+  return { config: Object.freeze({ ...config, apiKeys: Object.freeze([...config.apiKeys]) }), help: parsed.help };
+}
+
+export function serveHelp(): string {
+  return `Usage: npcd serve [options]
+
+Runs the npcd server: WebSocket protocol v1 at /v1/ws, HTTP JSON/SSE at /v1/chat,
+characters and sessions under /v1, Prometheus metrics at /metrics, /healthz and
+/readyz. Every option can also be set by its environment variable or in the
+--config file; command-line flags win over the environment, which wins over the file.
+Durations accept ms, s, m, h (a bare number is milliseconds); sizes accept
+KiB, MiB, GiB, kb, mb (a bare number is bytes). Boolean flags take --no-NAME.
+
+Options:
+${formatHelp(SERVE_FLAGS)}
+  -h, --help                      Show this help.
+`;
+}

@@ -1,0 +1,104 @@
+/**
+ * One turn: triggers → state machine → prompt → provider. It yields the
+ * events of the reply as they happen and returns the finished reply; the
+ * session layer numbers them and persists the result. Nothing here knows
+ * about sockets or sessions.
+ */
+import type { TemplateContext } from '../characters/template.js';
+import { evaluateTriggers } from '../characters/triggers.js';
+import type { Character } from '../characters/types.js';
+import { NpcdError } from '../errors.js';
+import { pause } from '../providers/pace.js';
+import type { GenerateResult, ModelProvider } from '../providers/types.js';
+import type { FinishReason, Usage } from '../protocol/types.js';
+import type { Turn } from '../session/types.js';
+import { fnv1a } from '../text/random.js';
+import { countTokens, streamPieces } from '../text/tokens.js';
+import { buildPrompt, promptTokens } from './prompt.js';
+
+export interface TurnInput {
+  readonly sessionId: string;
+  readonly character: Character;
+  /** State at the start of the turn. */
+  readonly state: string;
+  readonly text: string;
+  /** Session history before this turn. */
+  readonly history: readonly Turn[];
+  /** 1-based number of this user turn in the session. */
+  readonly turnNumber: number;
+  readonly provider: ModelProvider;
+  readonly maxTokens: number;
+  /** Pacing of scripted (trigger) replies. */
+  readonly scriptTokenDelayMs: number;
+  readonly signal: AbortSignal;
+}
+
+export type TurnEvent =
+  | { readonly type: 'start'; readonly state: string; readonly scripted: boolean }
+  | { readonly type: 'token'; readonly text: string };
+
+export interface TurnResult {
+  readonly text: string;
+  readonly state: string;
+  readonly finish: FinishReason;
+  readonly usage: Usage;
+}
+
+export function turnSeed(sessionId: string, turnNumber: number, text: string): number {
+  return fnv1a(`${sessionId}\u0000${turnNumber}\u0000${text}`);
+}
+
+export async function* runTurn(input: TurnInput): AsyncGenerator<TurnEvent, TurnResult, void> {
+  const { character, text, signal } = input;
+  const { respond, nextState } = evaluateTriggers(character, input.state, text);
+  const context: TemplateContext = {
+    UserInput: text,
+    CharacterName: character.name,
+    UserName: character.userName,
+    State: nextState,
+    PreviousState: input.state,
+    Turn: String(input.turnNumber),
+  };
+  const messages = buildPrompt({ character, state: nextState, history: input.history, userText: text, context });
+  yield { type: 'start', state: nextState, scripted: respond !== undefined };
+
+  let reply = '';
+  let tokens = 0;
+  if (respond?.respond) {
+    const rendered = respond.respond.render(context);
+    for (const piece of streamPieces(rendered)) {
+      if (tokens >= input.maxTokens) break;
+      await pause(tokens === 0 ? 0 : input.scriptTokenDelayMs, signal);
+      reply += piece;
+      tokens++;
+      yield { type: 'token', text: piece };
+    }
+    const finish: FinishReason = reply.length < rendered.length ? 'length' : 'stop';
+    return { text: reply, state: nextState, finish, usage: { prompt_tokens: countTokens(text), completion_tokens: countTokens(reply) } };
+  }
+
+  const stream = input.provider.generate(
+    { character, messages, userText: text, state: nextState, maxTokens: input.maxTokens, seed: turnSeed(input.sessionId, input.turnNumber, text) },
+    signal,
+  );
+  let result: GenerateResult;
+  try {
+    for (;;) {
+      const step = await stream.next();
+      if (step.done) {
+        result = step.value;
+        break;
+      }
+      reply += step.value;
+      tokens++;
+      yield { type: 'token', text: step.value };
+    }
+  } catch (err) {
+    if (signal.aborted) throw err;
+    throw new NpcdError('ERR_PROVIDER_FAILED', `provider ${input.provider.name} failed: ${(err as Error).message}`, { cause: err });
+  }
+  const usage: Usage = result.usage
+    ? { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens }
+    : { prompt_tokens: promptTokens(messages), completion_tokens: countTokens(reply) };
+  return { text: reply, state: nextState, finish: result.finish, usage };
+}

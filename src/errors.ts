@@ -1,0 +1,93 @@
+/**
+ * Every failure npcd reports to a client or an operator has one stable code
+ * here. A code carries its HTTP status and, when the failure ends a WebSocket
+ * connection, the close code used. docs/errors.md documents each code; a test
+ * checks that the two lists agree.
+ */
+
+export interface ErrorSpec {
+  /** HTTP status when the error answers an HTTP request. */
+  readonly status: number;
+  /** WebSocket close code when the error closes the connection; undefined when it does not. */
+  readonly close?: number;
+  /** One line for docs and default messages. */
+  readonly summary: string;
+}
+
+export const ERRORS = {
+  // Wire protocol (WebSocket frames and HTTP request bodies)
+  ERR_PROTOCOL_MALFORMED: { status: 400, summary: 'The frame or body could not be decoded (invalid MessagePack or JSON).' },
+  ERR_PROTOCOL_INVALID_FRAME: { status: 400, summary: 'The frame decoded but is not a map with a string `t`.' },
+  ERR_PROTOCOL_UNKNOWN_TYPE: { status: 400, summary: 'The frame type `t` is not one this protocol version defines.' },
+  ERR_PROTOCOL_MISSING_FIELD: { status: 400, summary: 'A required field is missing.' },
+  ERR_PROTOCOL_INVALID_FIELD: { status: 400, summary: 'A field has the wrong type or an out-of-range value.' },
+  ERR_PROTOCOL_FRAME_TOO_LARGE: { status: 413, summary: 'A WebSocket message exceeds the frame size limit.' },
+  ERR_PROTOCOL_VERSION: { status: 400, summary: 'The protocol version in `hello` is not supported.' },
+  ERR_PROTOCOL_HELLO_REQUIRED: { status: 400, summary: 'A frame other than `hello`/`ping` arrived before `hello`.' },
+  ERR_PROTOCOL_DUPLICATE_HELLO: { status: 400, summary: 'A second `hello` arrived on a connection that already has a session.' },
+
+  // Authentication
+  ERR_AUTH_REQUIRED: { status: 401, close: 4401, summary: 'API keys are configured and the request carried none.' },
+  ERR_AUTH_INVALID: { status: 401, close: 4401, summary: 'The API key is not one of the configured keys.' },
+
+  // Chat turns
+  ERR_CHAT_TEXT_TOO_LONG: { status: 413, summary: 'The chat message is longer than the message length limit.' },
+  ERR_CHAT_DUPLICATE_ID: { status: 409, summary: 'A chat with this message id was already accepted in this session.' },
+  ERR_CHAT_NOT_ACTIVE: { status: 404, summary: '`cancel` named a message id that is not generating.' },
+  ERR_CHARACTER_NOT_FOUND: { status: 404, summary: 'No character has this id or name.' },
+  ERR_PROVIDER_FAILED: { status: 502, summary: 'The model provider failed while generating the reply.' },
+
+  // Sessions and streams
+  ERR_SESSION_NOT_FOUND: { status: 404, summary: 'No session has this id (it never existed or it expired).' },
+  ERR_SESSION_BUSY: { status: 409, summary: 'The session is already generating a reply; one turn at a time.' },
+  ERR_SESSION_LIMIT: { status: 503, summary: 'The server holds its maximum number of sessions.' },
+  ERR_SESSION_TAKEN_OVER: { status: 409, close: 4409, summary: 'Another connection said `hello` for this session; this one is closed.' },
+  ERR_RESUME_GAP: { status: 410, summary: 'Frames after the requested `resume` seq are no longer in the replay log.' },
+
+  // Connections and lifecycle
+  ERR_HEARTBEAT_TIMEOUT: { status: 408, close: 4408, summary: 'The client sent nothing for longer than the idle timeout.' },
+  ERR_CONNECTION_LIMIT: { status: 503, summary: 'The server holds its maximum number of WebSocket connections.' },
+  ERR_SHUTTING_DOWN: { status: 503, close: 1001, summary: 'The server is shutting down and accepts no new work.' },
+
+  // HTTP
+  ERR_HTTP_NOT_FOUND: { status: 404, summary: 'No route matches the path.' },
+  ERR_HTTP_METHOD_NOT_ALLOWED: { status: 405, summary: 'The route exists but not for this method.' },
+  ERR_HTTP_BODY_TOO_LARGE: { status: 413, summary: 'The request body exceeds the body size limit.' },
+  ERR_HTTP_UPGRADE_REQUIRED: { status: 426, summary: '`/v1/ws` was requested without a WebSocket upgrade.' },
+
+  // Operator-facing (start-up and configuration)
+  ERR_CONFIG_INVALID: { status: 500, summary: 'A configuration value (flag, environment variable or file) is invalid.' },
+  ERR_CHARACTER_INVALID: { status: 500, summary: 'A character script failed to parse or validate.' },
+  ERR_INTERNAL: { status: 500, close: 1011, summary: 'An unexpected server error; the server keeps running.' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export class NpcdError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Extra machine-readable detail (e.g. the field name); never secrets. */
+  readonly detail: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; detail?: Record<string, unknown> }) {
+    super(message ?? ERRORS[code].summary, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'NpcdError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.detail = options?.detail;
+  }
+
+  get closeCode(): number | undefined {
+    return (ERRORS[this.code] as ErrorSpec).close;
+  }
+}
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(ERRORS, value);
+}
+
+/** Turns anything thrown into an NpcdError; unknown errors become ERR_INTERNAL with the cause kept. */
+export function toNpcdError(err: unknown): NpcdError {
+  if (err instanceof NpcdError) return err;
+  return new NpcdError('ERR_INTERNAL', 'Internal error', { cause: err });
+}

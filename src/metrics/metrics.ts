@@ -1,0 +1,145 @@
+/**
+ * Metric names and definitions, in one place. Labels are bounded enums (route
+ * template, method, status code, frame type, provider, error code); they never
+ * hold session ids, user ids or free text.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export const METRIC = {
+  httpRequests: 'http_requests_total',
+  httpDuration: 'http_request_duration_seconds',
+  httpFailed: 'http_requests_failed_total',
+  wsConnections: 'npcd_ws_connections',
+  wsConnectionsOpened: 'npcd_ws_connections_opened_total',
+  wsConnectionsClosed: 'npcd_ws_connections_closed_total',
+  wsFrames: 'npcd_ws_frames_total',
+  wsBackpressurePauses: 'npcd_ws_backpressure_pauses_total',
+  wsFramesDropped: 'npcd_ws_frames_dropped_total',
+  turns: 'npcd_turns_total',
+  tokens: 'npcd_tokens_streamed_total',
+  ttft: 'npcd_time_to_first_token_seconds',
+  turnDuration: 'npcd_turn_duration_seconds',
+  sessions: 'npcd_sessions',
+  sessionsExpired: 'npcd_sessions_expired_total',
+  resumes: 'npcd_resumes_total',
+  characters: 'npcd_characters',
+  characterLoadErrors: 'npcd_character_load_errors_total',
+} as const;
+
+/** Latency buckets from 1 ms to 30 s. */
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export type FrameDirection = 'in' | 'out';
+export type TurnOutcome = 'completed' | 'cancelled' | 'failed' | 'rejected';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly httpRequests = new Counter({
+    name: METRIC.httpRequests,
+    help: 'HTTP requests by route template, method and status code.',
+    labelNames: ['route', 'method', 'status_code'] as const,
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: METRIC.httpDuration,
+    help: 'HTTP request duration in seconds, until the response ended (streams included).',
+    labelNames: ['route'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly httpFailed = new Counter({
+    name: METRIC.httpFailed,
+    help: 'HTTP requests answered with an error, by route template and error code.',
+    labelNames: ['route', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly wsConnections = new Gauge({
+    name: METRIC.wsConnections,
+    help: 'Open WebSocket connections.',
+    registers: [this.registry],
+  });
+  readonly wsOpened = new Counter({
+    name: METRIC.wsConnectionsOpened,
+    help: 'WebSocket connections opened.',
+    registers: [this.registry],
+  });
+  readonly wsClosed = new Counter({
+    name: METRIC.wsConnectionsClosed,
+    help: 'WebSocket connections closed, by reason (client, heartbeat_timeout, taken_over, shutdown, backpressure, auth).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly wsFrames = new Counter({
+    name: METRIC.wsFrames,
+    help: 'WebSocket frames by direction (in/out) and frame type ("invalid" for undecodable input).',
+    labelNames: ['direction', 'type'] as const,
+    registers: [this.registry],
+  });
+  readonly wsBackpressurePauses = new Counter({
+    name: METRIC.wsBackpressurePauses,
+    help: 'Times live sending to a WebSocket paused because its send buffer passed the high-water mark.',
+    registers: [this.registry],
+  });
+  readonly wsFramesDropped = new Counter({
+    name: METRIC.wsFramesDropped,
+    help: 'Frames a slow WebSocket client missed because they left the replay log before it caught up.',
+    registers: [this.registry],
+  });
+  readonly turns = new Counter({
+    name: METRIC.turns,
+    help: 'Chat turns by provider and outcome (completed, cancelled, failed, rejected).',
+    labelNames: ['provider', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly tokens = new Counter({
+    name: METRIC.tokens,
+    help: 'Token frames streamed, by provider.',
+    labelNames: ['provider'] as const,
+    registers: [this.registry],
+  });
+  readonly ttft = new Histogram({
+    name: METRIC.ttft,
+    help: 'Time from accepting a chat to its first token, in seconds.',
+    labelNames: ['provider'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly turnDuration = new Histogram({
+    name: METRIC.turnDuration,
+    help: 'Time from accepting a chat to its done frame, in seconds.',
+    labelNames: ['provider'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly sessions = new Gauge({
+    name: METRIC.sessions,
+    help: 'Sessions held in memory.',
+    registers: [this.registry],
+  });
+  readonly sessionsExpired = new Counter({
+    name: METRIC.sessionsExpired,
+    help: 'Sessions deleted after their idle TTL.',
+    registers: [this.registry],
+  });
+  readonly resumes = new Counter({
+    name: METRIC.resumes,
+    help: 'hello frames with resume, by result (replayed, gap).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly characters = new Gauge({
+    name: METRIC.characters,
+    help: 'Characters loaded.',
+    registers: [this.registry],
+  });
+  readonly characterLoadErrors = new Counter({
+    name: METRIC.characterLoadErrors,
+    help: 'Character files that failed to load.',
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    // Process, event-loop lag and GC metrics.
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * The one interface every model provider implements: a streaming generate
+ * call that takes the prompt, options and an AbortSignal and yields text as it
+ * should be shown. Providers know nothing of sockets or sessions.
+ */
+import type { Character } from '../characters/types.js';
+
+export interface ChatMessage {
+  readonly role: 'system' | 'user' | 'assistant';
+  readonly content: string;
+  readonly name?: string;
+}
+
+export interface GenerateRequest {
+  /** The character replying (its lines train the script model). */
+  readonly character: Character;
+  /** The prompt, in order: system parts, then history, then the user's message. */
+  readonly messages: readonly ChatMessage[];
+  /** The user's message of this turn. */
+  readonly userText: string;
+  /** The character's state for this reply. */
+  readonly state: string;
+  readonly maxTokens: number;
+  /** Seed for deterministic sampling (same session, turn and text give the same reply). */
+  readonly seed: number;
+}
+
+export interface GenerateResult {
+  /** "length" when the reply stopped at maxTokens. */
+  readonly finish: 'stop' | 'length';
+  /** Token counts when the provider knows them; otherwise npcd counts approximately. */
+  readonly usage?: { readonly promptTokens: number; readonly completionTokens: number };
+}
+
+export interface ModelProvider {
+  /** Provider kind, a bounded label for metrics: "script", "mock", ... */
+  readonly name: string;
+  /** What actually generates, for logs and /readyz (e.g. "markov-2 over character lines"). */
+  readonly description: string;
+  /**
+   * Streams the reply. Yields pieces of text in order; returns how it finished.
+   * Must stop promptly (throwing an AbortError) once `signal` aborts.
+   */
+  generate(request: GenerateRequest, signal: AbortSignal): AsyncGenerator<string, GenerateResult, void>;
+}

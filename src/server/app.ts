@@ -1,0 +1,150 @@
+/**
+ * Builds the npcd server from its parts and owns its lifecycle: listen, and a
+ * graceful shutdown that stops accepting, lets in-flight replies finish within
+ * the deadline, then closes every connection.
+ */
+import uWS, { type TemplatedApp, type us_listen_socket } from 'uWebSockets.js';
+import { CharacterRegistry } from '../characters/registry.js';
+import { formatIssue } from '../characters/script.js';
+import type { ServeConfig } from '../config/serve.js';
+import { NpcdError } from '../errors.js';
+import { type Logger, silentLogger } from '../log.js';
+import { Metrics } from '../metrics/metrics.js';
+import { createProvider } from '../providers/index.js';
+import type { ModelProvider } from '../providers/types.js';
+import { SessionEngine } from '../session/engine.js';
+import { MemorySessionStore } from '../session/memory-store.js';
+import type { SessionStore } from '../session/types.js';
+import { HttpExchange } from './http.js';
+import { registerRoutes } from './routes.js';
+import { WsServer } from './ws.js';
+
+export interface ServerParts {
+  /** Defaults: a new registry loaded from config.characters, the --model provider, in-process store. */
+  registry?: CharacterRegistry;
+  provider?: ModelProvider;
+  store?: SessionStore;
+  metrics?: Metrics;
+  logger?: Logger;
+}
+
+export interface NpcdServer {
+  readonly app: TemplatedApp;
+  readonly engine: SessionEngine;
+  readonly registry: CharacterRegistry;
+  readonly metrics: Metrics;
+  readonly ws: WsServer;
+  /** The bound port (useful with --port 0). */
+  readonly port: number;
+  /** Graceful shutdown; resolves when every connection is closed. Idempotent. */
+  shutdown(timeoutMs?: number): Promise<void>;
+}
+
+export async function startServer(config: ServeConfig, parts: ServerParts = {}): Promise<NpcdServer> {
+  const logger = parts.logger ?? silentLogger;
+  const log = logger.child({ subsystem: 'server' });
+  const metrics = parts.metrics ?? new Metrics();
+  const provider = parts.provider ?? createProvider(config);
+  const store = parts.store ?? new MemorySessionStore();
+
+  let registry = parts.registry;
+  if (!registry) {
+    registry = new CharacterRegistry();
+    const { loaded, failed } = registry.loadDirectory(config.characters);
+    for (const issue of failed) log.error({ file: issue.file, line: issue.line, column: issue.column }, `character not loaded: ${formatIssue(issue)}`);
+    metrics.characterLoadErrors.inc(new Set(failed.map((f) => f.file)).size);
+    log.info({ dir: config.characters, characters: loaded.map((c) => c.id) }, `loaded ${loaded.length} characters`);
+  }
+  metrics.characters.set(registry.size);
+
+  const engine = new SessionEngine({
+    store,
+    registry,
+    provider,
+    metrics,
+    logger,
+    limits: {
+      maxSessions: config.maxSessions,
+      maxReplyTokens: config.maxReplyTokens,
+      maxHistoryTurns: config.maxHistoryTurns,
+      replayFrames: config.replayFrames,
+      sessionTtlMs: config.sessionTtlMs,
+      scriptTokenDelayMs: config.scriptTokenDelayMs,
+    },
+  });
+
+  const app = uWS.App();
+  const ws = new WsServer({
+    engine,
+    metrics,
+    logger,
+    limits: {
+      maxConnections: config.maxConnections,
+      maxFrameBytes: config.maxFrameBytes,
+      maxMessageChars: config.maxMessageChars,
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      idleTimeoutMs: config.idleTimeoutMs,
+      wsMaxBackpressureBytes: config.wsMaxBackpressureBytes,
+      apiKeys: config.apiKeys,
+    },
+  });
+  ws.register(app, '/v1/ws');
+  let shuttingDown = false;
+  const reg = registry;
+  registerRoutes(app, {
+    engine,
+    registry,
+    metrics,
+    logger,
+    providerName: provider.name,
+    maxBodyBytes: config.maxBodyBytes,
+    maxMessageChars: config.maxMessageChars,
+    apiKeys: config.apiKeys,
+    sseMaxQueuedBytes: config.wsMaxBackpressureBytes,
+    isReady: () =>
+      shuttingDown
+        ? { ready: false, reason: 'shutting_down' }
+        : reg.size === 0
+          ? { ready: false, reason: 'no_characters' }
+          : { ready: true, reason: 'ok' },
+  });
+  // A plain GET on the WebSocket path (uWS passes non-upgrade requests on).
+  app.get('/v1/ws', (res, req) => {
+    new HttpExchange(res, req, '/v1/ws', 'get', { metrics, logger }).error(
+      new NpcdError('ERR_HTTP_UPGRADE_REQUIRED', 'connect with a WebSocket client (Upgrade: websocket)'),
+      { Upgrade: 'websocket' },
+    );
+  });
+  app.any('/*', (res, req) => {
+    new HttpExchange(res, req, 'unmatched', req.getMethod(), { metrics, logger }).error(
+      new NpcdError('ERR_HTTP_NOT_FOUND', `no route for ${req.getCaseSensitiveMethod()} ${req.getUrl()}`),
+    );
+  });
+
+  const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
+    app.listen(config.host, config.port, (token) => {
+      if (token) resolve(token);
+      else reject(new NpcdError('ERR_CONFIG_INVALID', `cannot listen on ${config.host}:${config.port} (address in use or not available)`));
+    });
+  });
+  const port = uWS.us_socket_local_port(listenSocket);
+  log.info({ host: config.host, port, provider: provider.description, store: store.kind }, `npcd listening on ${config.host}:${port}`);
+
+  let shutdownPromise: Promise<void> | undefined;
+  const shutdown = (timeoutMs = config.shutdownTimeoutMs): Promise<void> => {
+    shutdownPromise ??= (async () => {
+      shuttingDown = true;
+      ws.stopAccepting();
+      uWS.us_listen_socket_close(listenSocket);
+      log.info({ generations: engine.activeGenerations, timeoutMs }, 'shutting down: waiting for replies in flight');
+      const { finished, cancelled } = await engine.drain(timeoutMs);
+      log.info({ finished, cancelled }, 'replies settled; closing connections');
+      ws.closeAll();
+      ws.close();
+      engine.close();
+    })();
+    return shutdownPromise;
+  };
+
+  return { app, engine, registry, metrics, ws, port, shutdown };
+}

@@ -1,0 +1,250 @@
+/**
+ * HTTP routes: chat (JSON and SSE), characters, sessions, health and metrics.
+ * Route templates double as the `route` metric label.
+ */
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import type { CharacterRegistry } from '../characters/registry.js';
+import type { Character } from '../characters/types.js';
+import { isErrorCode, NpcdError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { decodeJson } from '../protocol/codec.js';
+import {
+  asMap,
+  MAX_CHARACTER_REF_LENGTH,
+  MAX_ID_LENGTH,
+  optionalBoolean,
+  optionalSessionId,
+  optionalString,
+  requireChatText,
+  requireString,
+} from '../protocol/validate.js';
+import { newMessageId, type SessionEngine } from '../session/engine.js';
+import type { LogEntry } from '../session/replay-log.js';
+import type { Session } from '../session/session.js';
+import type { Turn } from '../session/types.js';
+import { bearerToken, checkApiKey } from './auth.js';
+import { HttpExchange } from './http.js';
+import { SSE_HEADERS, SseWriter, sseEvent } from './sse.js';
+
+export interface RouteDeps {
+  readonly engine: SessionEngine;
+  readonly registry: CharacterRegistry;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly providerName: string;
+  readonly maxBodyBytes: number;
+  readonly maxMessageChars: number;
+  readonly apiKeys: readonly string[];
+  /** Bytes an SSE stream may queue for a slow client before it is closed. */
+  readonly sseMaxQueuedBytes: number;
+  readonly isReady: () => { ready: boolean; reason: string };
+}
+
+type Handler = (x: HttpExchange, params: readonly string[]) => void | Promise<void>;
+
+const METHODS = ['get', 'post', 'put', 'patch', 'del', 'options', 'head'] as const;
+type Method = (typeof METHODS)[number];
+
+export function registerRoutes(app: TemplatedApp, deps: RouteDeps): void {
+  const routes = new Map<string, Map<Method, { handler: Handler; auth: boolean }>>();
+  const add = (method: Method, route: string, handler: Handler, auth = true) => {
+    if (!routes.has(route)) routes.set(route, new Map());
+    routes.get(route)!.set(method, { handler, auth });
+  };
+
+  add('post', '/v1/chat', (x) => chat(x, deps));
+  add('get', '/v1/characters', (x) => x.json(200, { characters: deps.registry.list().map(characterSummary) }));
+  add('get', '/v1/characters/:id', (x, [id]) => {
+    const c = deps.registry.get(id!);
+    if (!c) throw new NpcdError('ERR_CHARACTER_NOT_FOUND', `no character with id or name ${JSON.stringify(id)}`);
+    x.json(200, characterDetail(c));
+  });
+  add('get', '/v1/sessions/:id', async (x, [id]) => x.json(200, sessionSummary(await findSession(deps, id!))));
+  add('get', '/v1/sessions/:id/messages', async (x, [id]) => {
+    const session = await findSession(deps, id!);
+    const params = new URLSearchParams(x.query);
+    const offset = intParam(params, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
+    const limit = intParam(params, 'limit', 100, 1, 1000);
+    const turns = session.data.turns;
+    x.json(200, {
+      session_id: session.id,
+      total: turns.length,
+      offset,
+      limit,
+      messages: turns.slice(offset, offset + limit).map(messageJson),
+    });
+  });
+  add('get', '/healthz', (x) => x.json(200, { status: 'ok' }), false);
+  add('get', '/readyz', (x) => {
+    const { ready, reason } = deps.isReady();
+    x.json(ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready', reason, characters: deps.registry.size, provider: deps.providerName, sessions: deps.engine.sessionCount });
+  }, false);
+  add('get', '/metrics', async (x) => {
+    const body = await deps.metrics.registry.metrics();
+    x.send(200, deps.metrics.registry.contentType, body);
+  }, false);
+
+  const run = async (x: HttpExchange, params: readonly string[], handler: Handler, auth: boolean) => {
+    try {
+      if (auth && deps.apiKeys.length > 0) {
+        const problem = checkApiKey(deps.apiKeys, bearerToken(x.headers.authorization ?? ''));
+        if (problem) throw problem;
+      }
+      await handler(x, params);
+    } catch (err) {
+      x.error(err);
+    }
+  };
+
+  for (const [route, byMethod] of routes) {
+    for (const [method, { handler, auth }] of byMethod) {
+      const register = app[method].bind(app) as (pattern: string, h: (res: HttpResponse, req: HttpRequest) => void) => TemplatedApp;
+      register(route, (res, req) => {
+        const x = new HttpExchange(res, req, route, method === 'del' ? 'delete' : method, deps);
+        const params = route.includes(':') ? paramsOf(req, route) : [];
+        void run(x, params, handler, auth);
+      });
+    }
+    // The route exists, other methods do not.
+    app.any(route, (res, req) => {
+      const x = new HttpExchange(res, req, route, req.getMethod(), deps);
+      x.error(new NpcdError('ERR_HTTP_METHOD_NOT_ALLOWED', `${req.getCaseSensitiveMethod()} is not allowed on ${route}`), {
+        Allow: [...byMethod.keys()].map((m) => m.toUpperCase()).join(', '),
+      });
+    });
+  }
+
+}
+
+function paramsOf(req: HttpRequest, route: string): string[] {
+  const n = route.split(':').length - 1;
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const raw = req.getParameter(i) ?? '';
+    try {
+      out.push(decodeURIComponent(raw));
+    } catch {
+      out.push(raw);
+    }
+  }
+  return out;
+}
+
+function intParam(params: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
+  const raw = params.get(name);
+  if (raw === null || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new NpcdError('ERR_PROTOCOL_INVALID_FIELD', `query parameter "${name}" must be an integer from ${min} to ${max}`, { detail: { field: name } });
+  }
+  return n;
+}
+
+async function findSession(deps: RouteDeps, id: string): Promise<Session> {
+  const session = id.length <= MAX_ID_LENGTH ? await deps.engine.find(id) : undefined;
+  if (!session) throw new NpcdError('ERR_SESSION_NOT_FOUND', `no session ${JSON.stringify(id.slice(0, MAX_ID_LENGTH))}`);
+  return session;
+}
+
+function characterSummary(c: Character) {
+  return { id: c.id, name: c.name, description: c.description, greeting: c.greeting, states: c.states, initial_state: c.initialState };
+}
+
+function characterDetail(c: Character) {
+  return {
+    ...characterSummary(c),
+    aliases: c.aliases,
+    persona: c.persona,
+    user_name: c.userName,
+    examples: c.examples.length,
+    triggers: c.triggers.map((t) => ({
+      on_mention: t.onMention || undefined,
+      on_keyword: t.keywords.length > 0 ? t.keywords : undefined,
+      on_regex: t.regex?.source,
+      in_state: t.inStates ? [...t.inStates] : undefined,
+      respond: t.respond?.source,
+      goto: t.goto,
+    })),
+  };
+}
+
+function sessionSummary(s: Session) {
+  return {
+    session_id: s.id,
+    created_at: new Date(s.data.createdAt).toISOString(),
+    last_active: new Date(s.data.lastActive).toISOString(),
+    seq: s.seq,
+    connected: s.owner !== undefined,
+    generating: s.generation?.id ?? null,
+    states: s.data.states,
+    user_turns: s.data.userTurns,
+    messages: s.data.turns.length,
+  };
+}
+
+function messageJson(t: Turn) {
+  return { id: t.id, role: t.role, character: t.character, text: t.text, at: new Date(t.at).toISOString(), seq: t.seq, finish: t.finish };
+}
+
+/** POST /v1/chat: one turn, answered as JSON or streamed as SSE. */
+async function chat(x: HttpExchange, deps: RouteDeps): Promise<void> {
+  const body = asMap(decodeJson(await x.readBody(deps.maxBodyBytes)), 'request body');
+  const sessionId = optionalSessionId(body, 'session_id');
+  const character = requireString(body, 'character', MAX_CHARACTER_REF_LENGTH);
+  const message = requireChatText(body, 'message', deps.maxMessageChars);
+  const id = optionalString(body, 'id', MAX_ID_LENGTH) ?? newMessageId();
+  const stream = optionalBoolean(body, 'stream') ?? /\btext\/event-stream\b/.test(x.headers.accept ?? '');
+  if (x.aborted) return;
+  const { session } = await deps.engine.open(sessionId);
+  if (x.aborted) return;
+  const headers = { 'X-Session-Id': session.id };
+
+  if (stream) {
+    const sse = new SseWriter(x, deps.sseMaxQueuedBytes);
+    let started = false;
+    const unsubscribe = session.subscribe((entry: LogEntry) => {
+      const f = entry.frame;
+      if (!('id' in f) || f.id !== id) return;
+      if (!started) {
+        x.beginStream(200, { ...SSE_HEADERS, ...headers });
+        started = true;
+      }
+      sse.write(sseEvent(f.t, entry.encoded('json') as string, f.seq));
+      if (f.t === 'done' || f.t === 'error') {
+        unsubscribe();
+        sse.end();
+      }
+    });
+    // The generation belongs to the session: a client that goes away only stops listening.
+    x.onAbort(unsubscribe);
+    try {
+      deps.engine.chat(session, { id, character, text: message });
+    } catch (err) {
+      unsubscribe();
+      x.error(err, headers);
+    }
+    return;
+  }
+
+  let characterId: string | undefined;
+  const unsubscribe = session.subscribe((entry: LogEntry) => {
+    const f = entry.frame;
+    if (!('id' in f) || f.id !== id) return;
+    if (f.t === 'start') characterId = f.character;
+    else if (f.t === 'done') {
+      unsubscribe();
+      x.json(200, { session_id: session.id, id, character: characterId, reply: f.text, state: f.state, seq: f.seq, finish: f.finish, usage: f.usage }, headers);
+    } else if (f.t === 'error') {
+      unsubscribe();
+      x.error(new NpcdError(isErrorCode(f.code) ? f.code : 'ERR_INTERNAL', f.message), headers);
+    }
+  });
+  x.onAbort(unsubscribe);
+  try {
+    deps.engine.chat(session, { id, character, text: message });
+  } catch (err) {
+    unsubscribe();
+    x.error(err, headers);
+  }
+}

@@ -1,0 +1,389 @@
+/**
+ * WebSocket protocol v1 at /v1/ws (docs/protocol.md). A connection attaches to
+ * one session with `hello` and receives the session's stream frames in seq
+ * order. Sending is flow-controlled: when uWS reports backpressure the
+ * connection stops taking live frames and, on `drain`, catches up from the
+ * session's replay log, so a slow client never makes the server buffer a
+ * whole stream per socket, and never sees a frame twice or out of order.
+ */
+import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
+import { NpcdError, toNpcdError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { decodeFrame, encodeFrame, type WireFormat } from '../protocol/codec.js';
+import type { ChatFrame, ClientFrame, ErrorFrame, HelloFrame, ServerFrame } from '../protocol/types.js';
+import { MAX_ID_LENGTH, parseClientFrame } from '../protocol/validate.js';
+import type { SessionEngine } from '../session/engine.js';
+import type { LogEntry } from '../session/replay-log.js';
+import type { Session } from '../session/session.js';
+import { checkApiKey } from './auth.js';
+import { statusLine } from './http.js';
+
+export interface WsLimits {
+  readonly maxConnections: number;
+  readonly maxFrameBytes: number;
+  readonly maxMessageChars: number;
+  readonly heartbeatIntervalMs: number;
+  readonly idleTimeoutMs: number;
+  readonly wsMaxBackpressureBytes: number;
+  readonly apiKeys: readonly string[];
+}
+
+export interface WsDeps {
+  readonly engine: SessionEngine;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly limits: WsLimits;
+}
+
+interface UserData {
+  conn: Connection | undefined;
+}
+
+/** Frames a client may pipeline after `hello` before the welcome is sent. */
+const MAX_PENDING_FRAMES = 32;
+
+/** Closes a WebSocket connection with a reason for the close metric. */
+type CloseReason = 'client' | 'heartbeat_timeout' | 'taken_over' | 'shutdown' | 'backpressure' | 'auth';
+
+export class Connection {
+  format: WireFormat = 'msgpack';
+  session: Session | undefined;
+  /** Seq of the last stream frame sent (or deliberately skipped). */
+  cursor = 0;
+  paused = false;
+  closed = false;
+  closeReason: CloseReason = 'client';
+  lastSeen = Date.now();
+  /** Frames received while `hello` is being processed; undefined when no hello is pending. */
+  pending: ClientFrame[] | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private readonly highWater: number;
+
+  constructor(
+    readonly ws: WebSocket<UserData>,
+    private readonly server: WsServer,
+  ) {
+    this.highWater = server.deps.limits.wsMaxBackpressureBytes / 16;
+  }
+
+  /** Sends a frame that is not part of the stream (welcome, pong, connection errors). */
+  sendControl(frame: ServerFrame): void {
+    if (this.closed) return;
+    this.ws.cork(() => this.ws.send(encodeFrame(frame, this.format), this.format === 'msgpack'));
+    this.server.deps.metrics.wsFrames.inc({ direction: 'out', type: frame.t });
+  }
+
+  sendError(err: unknown, id?: string): void {
+    const e = toNpcdError(err);
+    const frame: ErrorFrame = { t: 'error', code: e.code, message: e.message };
+    if (id !== undefined) frame.id = id;
+    this.sendControl(frame);
+  }
+
+  /** Ends the connection with an error frame first, using the code's close code. */
+  endWith(err: NpcdError, reason: CloseReason): void {
+    if (this.closed) return;
+    this.sendError(err);
+    this.closeReason = reason;
+    this.ws.end(err.closeCode ?? 1008, err.code);
+  }
+
+  attach(session: Session, cursor: number): void {
+    this.session = session;
+    this.cursor = cursor;
+    session.owner = this;
+    this.unsubscribe = session.subscribe((entry) => this.deliver(entry));
+  }
+
+  detach(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    if (this.session && this.session.owner === this) {
+      this.session.owner = undefined;
+      this.session.data.lastActive = Date.now();
+    }
+  }
+
+  /** Live delivery of one stream frame; skipped while paused or behind. */
+  private deliver(entry: LogEntry): void {
+    if (this.closed || this.paused || entry.frame.seq !== this.cursor + 1) return;
+    this.ws.cork(() => this.sendEntry(entry));
+  }
+
+  /** Sends one stream frame; false when the connection should stop sending for now. */
+  private sendEntry(entry: LogEntry): boolean {
+    const m = this.server.deps.metrics;
+    const status = this.ws.send(entry.encoded(this.format), this.format === 'msgpack');
+    if (status === 2) {
+      // Dropped by uWS (over maxBackpressure): the cursor stays, drain resends.
+      this.pause();
+      return false;
+    }
+    this.cursor = entry.frame.seq;
+    m.wsFrames.inc({ direction: 'out', type: entry.frame.t });
+    if (status === 0 || this.ws.getBufferedAmount() > this.highWater) {
+      this.pause();
+      return false;
+    }
+    return true;
+  }
+
+  private pause(): void {
+    if (!this.paused) this.server.deps.metrics.wsBackpressurePauses.inc();
+    this.paused = true;
+  }
+
+  /** Sends every stream frame after the cursor that the log still holds. */
+  catchUp(): void {
+    const s = this.session;
+    if (!s || this.closed) return;
+    let entries = s.log.since(this.cursor, s.seq);
+    if (entries === undefined) {
+      // Fell behind the log: say which frames are gone, go on with the oldest kept.
+      const oldest = s.log.oldestSeq ?? s.seq + 1;
+      this.server.deps.metrics.wsFramesDropped.inc(Math.max(0, oldest - this.cursor - 1));
+      this.sendError(new NpcdError('ERR_RESUME_GAP', `frames ${this.cursor + 1}..${oldest - 1} are no longer in the replay log; read GET /v1/sessions/${s.id}/messages`));
+      this.cursor = oldest - 1;
+      entries = s.log.since(this.cursor, s.seq) ?? [];
+    }
+    for (const entry of entries) if (!this.sendEntry(entry)) return;
+  }
+
+  onDrain(): void {
+    if (!this.paused || this.ws.getBufferedAmount() > this.highWater / 2) return;
+    this.paused = false;
+    // Not from inside uWS's drain callback: data sent there can stay in uWS's
+    // buffer without the socket being polled for writing again (seen with
+    // uWS.js v20.30; test/server/ws-resume.test.ts covers it).
+    setImmediate(() => {
+      if (!this.closed) this.ws.cork(() => this.catchUp());
+    });
+  }
+}
+
+/** The message id of an invalid frame, when it has a usable one, to correlate the error. */
+function idOf(decoded: unknown): string | undefined {
+  if (decoded === null || typeof decoded !== 'object' || !Object.hasOwn(decoded, 'id')) return undefined;
+  const id = (decoded as { id: unknown }).id;
+  return typeof id === 'string' && id.length > 0 && id.length <= MAX_ID_LENGTH ? id : undefined;
+}
+
+export class WsServer {
+  readonly connections = new Set<Connection>();
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private draining = false;
+  private readonly log: Logger;
+
+  constructor(readonly deps: WsDeps) {
+    this.log = deps.logger.child({ subsystem: 'ws' });
+  }
+
+  register(app: TemplatedApp, path: string): void {
+    const { limits, metrics } = this.deps;
+    app.ws<UserData>(path, {
+      // Messages up to 4x the frame limit are read and answered with
+      // ERR_PROTOCOL_FRAME_TOO_LARGE; uWS closes the connection beyond that.
+      maxPayloadLength: limits.maxFrameBytes * 4,
+      maxBackpressure: limits.wsMaxBackpressureBytes,
+      // Typed as a number in uWS's d.ts; the addon reads it as a boolean.
+      closeOnBackpressureLimit: 1,
+      // Our heartbeat check closes silent clients; uWS's idle timeout (which
+      // also resets when the server sends) is only a backstop for dead peers.
+      idleTimeout: Math.min(960, Math.max(8, Math.ceil((limits.idleTimeoutMs * 2) / 1000))),
+      sendPingsAutomatically: false,
+      upgrade: (res, req, context) => {
+        const refuse = (code: 'ERR_CONNECTION_LIMIT' | 'ERR_SHUTTING_DOWN') => {
+          const e = new NpcdError(code);
+          res.cork(() => {
+            res.writeStatus(statusLine(e.status)).writeHeader('Content-Type', 'application/json; charset=utf-8');
+            res.end(JSON.stringify({ error: { code, message: e.message } }), true);
+          });
+          metrics.httpRequests.inc({ route: path, method: 'get', status_code: String(e.status) });
+          metrics.httpFailed.inc({ route: path, reason: code });
+        };
+        if (this.draining) return refuse('ERR_SHUTTING_DOWN');
+        if (this.connections.size >= limits.maxConnections) return refuse('ERR_CONNECTION_LIMIT');
+        res.upgrade<UserData>(
+          { conn: undefined },
+          req.getHeader('sec-websocket-key'),
+          req.getHeader('sec-websocket-protocol'),
+          req.getHeader('sec-websocket-extensions'),
+          context,
+        );
+        metrics.httpRequests.inc({ route: path, method: 'get', status_code: '101' });
+      },
+      open: (ws) => {
+        const conn = new Connection(ws, this);
+        ws.getUserData().conn = conn;
+        this.connections.add(conn);
+        metrics.wsOpened.inc();
+        metrics.wsConnections.set(this.connections.size);
+      },
+      message: (ws, message, isBinary) => {
+        const conn = ws.getUserData().conn;
+        if (conn) this.onMessage(conn, message, isBinary);
+      },
+      drain: (ws) => ws.getUserData().conn?.onDrain(),
+      ping: (ws) => {
+        const conn = ws.getUserData().conn;
+        if (conn) conn.lastSeen = Date.now();
+      },
+      pong: (ws) => {
+        const conn = ws.getUserData().conn;
+        if (conn) conn.lastSeen = Date.now();
+      },
+      close: (ws) => {
+        const conn = ws.getUserData().conn;
+        if (!conn) return;
+        conn.closed = true;
+        conn.detach();
+        this.connections.delete(conn);
+        metrics.wsClosed.inc({ reason: conn.closeReason });
+        metrics.wsConnections.set(this.connections.size);
+      },
+    });
+    const every = Math.max(50, Math.min(1000, Math.floor(limits.idleTimeoutMs / 4)));
+    this.heartbeatTimer = setInterval(() => this.checkHeartbeats(Date.now()), every);
+    this.heartbeatTimer.unref();
+  }
+
+  private onMessage(conn: Connection, message: ArrayBuffer, isBinary: boolean): void {
+    const { limits, metrics } = this.deps;
+    conn.lastSeen = Date.now();
+    conn.format = isBinary ? 'msgpack' : 'json';
+    if (message.byteLength > limits.maxFrameBytes) {
+      metrics.wsFrames.inc({ direction: 'in', type: 'invalid' });
+      conn.sendError(new NpcdError('ERR_PROTOCOL_FRAME_TOO_LARGE', `message of ${message.byteLength} bytes exceeds the limit of ${limits.maxFrameBytes} bytes`));
+      return;
+    }
+    let frame: ClientFrame;
+    let decoded: unknown;
+    try {
+      decoded = decodeFrame(message, isBinary);
+      frame = parseClientFrame(decoded, limits);
+    } catch (err) {
+      metrics.wsFrames.inc({ direction: 'in', type: 'invalid' });
+      conn.sendError(err, idOf(decoded));
+      return;
+    }
+    metrics.wsFrames.inc({ direction: 'in', type: frame.t });
+    if (conn.pending && frame.t !== 'ping') {
+      if (conn.pending.length >= MAX_PENDING_FRAMES) {
+        conn.sendError(new NpcdError('ERR_PROTOCOL_HELLO_REQUIRED', 'too many frames before welcome; wait for welcome'));
+        return;
+      }
+      conn.pending.push(frame);
+      return;
+    }
+    this.handle(conn, frame);
+  }
+
+  private handle(conn: Connection, frame: ClientFrame): void {
+    switch (frame.t) {
+      case 'ping':
+        conn.sendControl({ t: 'pong', ts: frame.ts ?? Date.now() });
+        return;
+      case 'hello':
+        if (conn.session) {
+          conn.sendError(new NpcdError('ERR_PROTOCOL_DUPLICATE_HELLO', `this connection already has session ${conn.session.id}; open a new connection for another session`));
+          return;
+        }
+        void this.hello(conn, frame);
+        return;
+      case 'chat':
+        if (!conn.session) return conn.sendError(new NpcdError('ERR_PROTOCOL_HELLO_REQUIRED'), frame.id);
+        this.chat(conn, conn.session, frame);
+        return;
+      case 'cancel':
+        if (!conn.session) return conn.sendError(new NpcdError('ERR_PROTOCOL_HELLO_REQUIRED'), frame.id);
+        if (!this.deps.engine.cancel(conn.session, frame.id)) {
+          conn.sendError(new NpcdError('ERR_CHAT_NOT_ACTIVE', `message ${JSON.stringify(frame.id)} is not generating`), frame.id);
+        }
+        return;
+    }
+  }
+
+  private chat(conn: Connection, session: Session, frame: ChatFrame): void {
+    try {
+      this.deps.engine.chat(session, { id: frame.id, character: frame.character, text: frame.text });
+    } catch (err) {
+      // A refused chat is part of the session's stream, so a client that
+      // reconnects learns its fate on resume.
+      const e = toNpcdError(err);
+      if (e.code === 'ERR_INTERNAL') this.log.error({ err }, 'chat failed');
+      session.emit({ t: 'error', id: frame.id, code: e.code, message: e.message });
+    }
+  }
+
+  private async hello(conn: Connection, frame: HelloFrame): Promise<void> {
+    const { engine, limits, metrics } = this.deps;
+    if (limits.apiKeys.length > 0) {
+      const problem = checkApiKey(limits.apiKeys, frame.token);
+      if (problem) return conn.endWith(problem, 'auth');
+    }
+    conn.pending = [];
+    let session: Session;
+    try {
+      ({ session } = await engine.open(frame.session));
+    } catch (err) {
+      conn.pending = undefined;
+      const e = toNpcdError(err);
+      if (e.code === 'ERR_SHUTTING_DOWN') return conn.endWith(e, 'shutdown');
+      conn.sendError(e);
+      return;
+    }
+    if (conn.closed) return;
+    const previous = session.owner;
+    if (previous instanceof Connection && previous !== conn) {
+      previous.detach();
+      previous.endWith(new NpcdError('ERR_SESSION_TAKEN_OVER', `another connection said hello for session ${session.id}`), 'taken_over');
+    }
+    const resume = frame.resume;
+    const ahead = resume !== undefined && resume > session.seq;
+    const gap = resume !== undefined && (ahead || session.log.since(resume, session.seq) === undefined);
+    if (resume !== undefined) metrics.resumes.inc({ result: gap ? 'gap' : 'replayed' });
+    conn.ws.cork(() => {
+      conn.sendControl({ t: 'welcome', session: session.id, seq: session.seq, heartbeat_ms: limits.heartbeatIntervalMs, resumed: resume !== undefined && !gap });
+      if (ahead) {
+        // The client saw frames this session never had (e.g. an in-process session lost in a restart).
+        conn.sendError(new NpcdError('ERR_RESUME_GAP', `resume ${resume} is ahead of this session's seq ${session.seq}; read GET /v1/sessions/${session.id}/messages`));
+        conn.attach(session, session.seq);
+      } else {
+        // Replays frames after `resume`; when some are gone, catchUp reports the gap and goes on.
+        conn.attach(session, resume ?? session.seq);
+        conn.catchUp();
+      }
+    });
+    const pending = conn.pending ?? [];
+    conn.pending = undefined;
+    for (const f of pending) {
+      if (conn.closed) break;
+      this.handle(conn, f);
+    }
+  }
+
+  private checkHeartbeats(now: number): void {
+    const limit = this.deps.limits.idleTimeoutMs;
+    for (const conn of [...this.connections]) {
+      if (now - conn.lastSeen > limit) {
+        conn.endWith(new NpcdError('ERR_HEARTBEAT_TIMEOUT', `no frame from the client for ${limit} ms; clients ping every ${this.deps.limits.heartbeatIntervalMs} ms`), 'heartbeat_timeout');
+      }
+    }
+  }
+
+  /** Refuses new connections from now on. */
+  stopAccepting(): void {
+    this.draining = true;
+  }
+
+  /** Closes every connection with 1001 and ERR_SHUTTING_DOWN. */
+  closeAll(): void {
+    for (const conn of [...this.connections]) conn.endWith(new NpcdError('ERR_SHUTTING_DOWN'), 'shutdown');
+  }
+
+  close(): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
+  }
+}

@@ -1,0 +1,311 @@
+/**
+ * The session engine: opens and expires sessions, accepts chat turns, runs
+ * them through the dialogue layer and turns their events into numbered stream
+ * frames. Transport code (WebSocket, HTTP) only subscribes to sessions and
+ * calls `chat` / `cancel`.
+ */
+import { randomBytes } from 'node:crypto';
+import { setImmediate } from 'node:timers/promises';
+import type { CharacterRegistry } from '../characters/registry.js';
+import type { Character } from '../characters/types.js';
+import { runTurn, type TurnResult } from '../dialogue/turn.js';
+import { NpcdError, toNpcdError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { ModelProvider } from '../providers/types.js';
+import type { FinishReason } from '../protocol/types.js';
+import { type Generation, Session } from './session.js';
+import type { SessionData, SessionStore, Turn } from './types.js';
+import { countTokens } from '../text/tokens.js';
+
+export interface EngineLimits {
+  readonly maxSessions: number;
+  readonly maxReplyTokens: number;
+  readonly maxHistoryTurns: number;
+  readonly replayFrames: number;
+  readonly sessionTtlMs: number;
+  readonly scriptTokenDelayMs: number;
+}
+
+export interface EngineOptions {
+  readonly store: SessionStore;
+  readonly registry: CharacterRegistry;
+  readonly provider: ModelProvider;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly limits: EngineLimits;
+}
+
+export interface ChatRequest {
+  readonly id: string;
+  /** Character id or name. */
+  readonly character: string;
+  readonly text: string;
+}
+
+/** Tokens between forced event-loop turns during one reply. */
+const YIELD_EVERY = 256;
+
+export function newSessionId(): string {
+  return 'sess_' + randomBytes(12).toString('base64url');
+}
+
+export function newMessageId(): string {
+  return 'msg_' + randomBytes(9).toString('base64url');
+}
+
+export class SessionEngine {
+  private readonly live = new Map<string, Session>();
+  private readonly opening = new Map<string, Promise<{ session: Session; created: boolean }>>();
+  private readonly generations = new Set<Generation>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private draining = false;
+  private readonly log: Logger;
+
+  constructor(private readonly options: EngineOptions) {
+    this.log = options.logger.child({ subsystem: 'session' });
+    const every = Math.min(60_000, Math.max(1000, Math.floor(options.limits.sessionTtlMs / 10)));
+    this.sweepTimer = setInterval(() => this.sweep(Date.now()), every);
+    this.sweepTimer.unref();
+  }
+
+  get sessionCount(): number {
+    return this.live.size;
+  }
+
+  get activeGenerations(): number {
+    return this.generations.size;
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** A session held in memory, without touching the store. */
+  peek(id: string): Session | undefined {
+    return this.live.get(id);
+  }
+
+  /** A session by id, from memory or the store; undefined when there is none. */
+  async find(id: string): Promise<Session | undefined> {
+    const live = this.live.get(id);
+    if (live) return live;
+    const data = await this.options.store.load(id);
+    return data ? this.adopt(data) : undefined;
+  }
+
+  /** Opens a session: the existing one with this id, or a new one (with this id or a fresh one). */
+  async open(id?: string): Promise<{ session: Session; created: boolean }> {
+    if (this.draining) throw new NpcdError('ERR_SHUTTING_DOWN');
+    const sid = id ?? newSessionId();
+    const live = this.live.get(sid);
+    if (live) {
+      live.data.lastActive = Date.now();
+      return { session: live, created: false };
+    }
+    // Two hellos for the same new id at once must end up in one session.
+    let pending = this.opening.get(sid);
+    if (!pending) {
+      pending = this.openSlow(sid).finally(() => this.opening.delete(sid));
+      this.opening.set(sid, pending);
+    }
+    return pending;
+  }
+
+  private async openSlow(id: string): Promise<{ session: Session; created: boolean }> {
+    const stored = await this.options.store.load(id);
+    if (stored) return { session: this.adopt(stored), created: false };
+    if (this.live.size >= this.options.limits.maxSessions) {
+      throw new NpcdError('ERR_SESSION_LIMIT', `the server holds its maximum of ${this.options.limits.maxSessions} sessions`);
+    }
+    const now = Date.now();
+    const data: SessionData = { id, createdAt: now, lastActive: now, states: {}, turns: [], userTurns: 0 };
+    await this.options.store.save(data);
+    return { session: this.adopt(data), created: true };
+  }
+
+  private adopt(data: SessionData): Session {
+    const existing = this.live.get(data.id);
+    if (existing) return existing;
+    const session = new Session(data, this.options.limits.replayFrames, (err) =>
+      this.log.error({ err, session: data.id }, 'stream listener failed'),
+    );
+    this.live.set(data.id, session);
+    this.options.metrics.sessions.set(this.live.size);
+    return session;
+  }
+
+  /**
+   * Accepts a chat turn and starts generating. Throws NpcdError (without
+   * emitting anything) when the turn cannot start; the caller reports it.
+   */
+  chat(session: Session, req: ChatRequest): Generation {
+    const m = this.options.metrics;
+    const provider = this.options.provider.name;
+    try {
+      if (this.draining) throw new NpcdError('ERR_SHUTTING_DOWN');
+      const character = this.options.registry.require(req.character);
+      if (session.generation) {
+        throw new NpcdError('ERR_SESSION_BUSY', `session is generating the reply to ${JSON.stringify(session.generation.id)}; send one chat at a time or cancel it`);
+      }
+      if (session.hasId(req.id)) {
+        throw new NpcdError('ERR_CHAT_DUPLICATE_ID', `message id ${JSON.stringify(req.id)} was already used in this session`);
+      }
+      session.rememberId(req.id);
+      const controller = new AbortController();
+      let resolve!: () => void;
+      const finished = new Promise<void>((r) => (resolve = r));
+      const generation: Generation = { id: req.id, character: character.id, controller, finished };
+      session.generation = generation;
+      session.data.lastActive = Date.now();
+      this.generations.add(generation);
+      void this.run(session, generation, character, req.text).finally(() => {
+        this.generations.delete(generation);
+        if (session.generation === generation) session.generation = undefined;
+        session.data.lastActive = Date.now();
+        resolve();
+      });
+      return generation;
+    } catch (err) {
+      m.turns.inc({ provider, outcome: 'rejected' });
+      throw err;
+    }
+  }
+
+  /** Cancels the generation of message `id`; false when it is not generating. */
+  cancel(session: Session, id: string): boolean {
+    const g = session.generation;
+    if (!g || g.id !== id) return false;
+    g.controller.abort();
+    return true;
+  }
+
+  private async run(session: Session, generation: Generation, character: Character, text: string): Promise<void> {
+    const { metrics: m, provider, store, limits } = this.options;
+    const labels = { provider: provider.name };
+    const started = performance.now();
+    const signal = generation.controller.signal;
+    const data = session.data;
+    data.userTurns++;
+    const userTurn: Turn = { id: generation.id, role: 'user', character: character.id, text, at: Date.now() };
+    const history = data.turns.slice();
+    const gen = runTurn({
+      sessionId: session.id,
+      character,
+      state: session.stateOf(character.id, character.initialState),
+      text,
+      history,
+      turnNumber: data.userTurns,
+      provider,
+      maxTokens: limits.maxReplyTokens,
+      scriptTokenDelayMs: limits.scriptTokenDelayMs,
+      signal,
+    });
+    let reply = '';
+    let state = session.stateOf(character.id, character.initialState);
+    let first = true;
+    let frames = 0;
+    let result: TurnResult | undefined;
+    let finish: FinishReason = 'stop';
+    try {
+      for (;;) {
+        const step = await gen.next();
+        if (step.done) {
+          result = step.value;
+          break;
+        }
+        const ev = step.value;
+        if (ev.type === 'start') {
+          state = ev.state;
+          data.states[character.id] = state;
+          this.pushTurn(data, userTurn);
+          await store.appendTurns(data.id, [userTurn], limits.maxHistoryTurns);
+          await store.save(data);
+          session.emit({ t: 'start', id: generation.id, character: character.id, state });
+        } else {
+          // A provider that yields synchronously must not hold the event loop
+          // for a whole reply: let I/O run every so often.
+          if (++frames % YIELD_EVERY === 0) await setImmediate();
+          if (first) {
+            m.ttft.observe(labels, (performance.now() - started) / 1000);
+            first = false;
+          }
+          reply += ev.text;
+          m.tokens.inc(labels);
+          session.emit({ t: 'token', id: generation.id, text: ev.text });
+        }
+      }
+      finish = result.finish;
+    } catch (err) {
+      if (!signal.aborted) {
+        const e = toNpcdError(err);
+        m.turns.inc({ ...labels, outcome: 'failed' });
+        this.log.warn({ err, session: session.id, character: character.id, code: e.code }, 'turn failed');
+        session.emit({ t: 'error', id: generation.id, code: e.code, message: e.message });
+        return;
+      }
+      finish = 'cancelled';
+    }
+    // A cancelled reply keeps what was streamed; usage counts it approximately.
+    const usage = result?.usage ?? { prompt_tokens: countTokens(text), completion_tokens: countTokens(reply) };
+    const replyText = result?.text ?? reply;
+    const replyTurn: Turn = { id: generation.id, role: 'assistant', character: character.id, text: replyText, at: Date.now(), seq: session.seq + 1, finish };
+    this.pushTurn(data, replyTurn);
+    try {
+      await store.appendTurns(data.id, [replyTurn], limits.maxHistoryTurns);
+    } catch (err) {
+      this.log.error({ err, session: session.id }, 'could not store the reply');
+    }
+    session.emit({ t: 'done', id: generation.id, text: replyText, state, usage, finish });
+    m.turns.inc({ ...labels, outcome: finish === 'cancelled' ? 'cancelled' : 'completed' });
+    m.turnDuration.observe(labels, (performance.now() - started) / 1000);
+  }
+
+  private pushTurn(data: SessionData, turn: Turn): void {
+    data.turns.push(turn);
+    const excess = data.turns.length - this.options.limits.maxHistoryTurns;
+    if (excess > 0) data.turns.splice(0, excess);
+  }
+
+  /** Deletes sessions idle for longer than the TTL. Returns how many expired. */
+  sweep(now: number): number {
+    const ttl = this.options.limits.sessionTtlMs;
+    let expired = 0;
+    for (const [id, s] of this.live) {
+      if (!s.idle || now - s.data.lastActive <= ttl) continue;
+      this.live.delete(id);
+      expired++;
+      this.options.store.delete(id).catch((err) => this.log.error({ err, session: id }, 'could not delete expired session'));
+    }
+    if (expired > 0) {
+      this.options.metrics.sessionsExpired.inc(expired);
+      this.options.metrics.sessions.set(this.live.size);
+      this.log.debug({ expired, sessions: this.live.size }, 'expired idle sessions');
+    }
+    return expired;
+  }
+
+  /**
+   * Stops accepting turns, lets running ones finish for up to `timeoutMs`, then
+   * cancels the rest and waits for their final frames.
+   */
+  async drain(timeoutMs: number): Promise<{ finished: number; cancelled: number }> {
+    this.draining = true;
+    const running = [...this.generations];
+    if (running.length === 0) return { finished: 0, cancelled: 0 };
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)));
+    await Promise.race([Promise.all(running.map((g) => g.finished)), deadline]);
+    clearTimeout(timer);
+    const left = [...this.generations];
+    for (const g of left) g.controller.abort();
+    await Promise.all(left.map((g) => g.finished));
+    return { finished: running.length - left.length, cancelled: left.length };
+  }
+
+  close(): void {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    for (const g of this.generations) g.controller.abort();
+  }
+}

@@ -1,0 +1,43 @@
+import type { FinishReason } from '../protocol/types.js';
+
+/** One message of a session's history. */
+export interface Turn {
+  /** The client's message id; the reply to it carries the same id. */
+  readonly id: string;
+  readonly role: 'user' | 'assistant';
+  /** Character id. */
+  readonly character: string;
+  readonly text: string;
+  /** Milliseconds since the epoch. */
+  readonly at: number;
+  /** For replies: seq of the done frame and how the reply ended. */
+  readonly seq?: number;
+  readonly finish?: FinishReason;
+}
+
+/** What a session keeps beyond its live stream: the durable part. */
+export interface SessionData {
+  readonly id: string;
+  readonly createdAt: number;
+  lastActive: number;
+  /** Character id → current state-machine state. */
+  states: Record<string, string>;
+  /** History, oldest first, bounded by --max-history-turns. */
+  turns: Turn[];
+  /** User turns ever taken (not bounded; numbers the turns). */
+  userTurns: number;
+}
+
+/**
+ * Where session data lives. In-process by default; the Redis backend
+ * implements the same interface so that several nodes share sessions.
+ */
+export interface SessionStore {
+  readonly kind: string;
+  load(id: string): Promise<SessionData | undefined>;
+  /** Creates or replaces the session's header (states, counters, lastActive). */
+  save(data: SessionData): Promise<void>;
+  /** Appends turns, keeping at most `maxTurns` (oldest dropped). */
+  appendTurns(id: string, turns: readonly Turn[], maxTurns: number): Promise<void>;
+  delete(id: string): Promise<void>;
+}
