@@ -25,6 +25,7 @@ export interface ServeConfig {
   readonly maxReplyTokens: number;
   readonly maxHistoryTurns: number;
   readonly replayFrames: number;
+  readonly replayRetentionMs: number;
   readonly sessionTtlMs: number;
   readonly heartbeatIntervalMs: number;
   readonly idleTimeoutMs: number;
@@ -59,7 +60,8 @@ export const SERVE_FLAGS: FlagTable<keyof ServeConfig> = {
   maxMessageChars: { flag: 'max-message-chars', env: 'NPCD_MAX_MESSAGE_CHARS', type: 'int', default: 4000, min: 1, help: 'Longest chat message (in characters) accepted; longer ones get ERR_CHAT_TEXT_TOO_LONG.', metavar: 'N' },
   maxReplyTokens: { flag: 'max-reply-tokens', env: 'NPCD_MAX_REPLY_TOKENS', type: 'int', default: 256, min: 1, max: 100_000, help: 'Upper bound on tokens generated per reply.', metavar: 'N' },
   maxHistoryTurns: { flag: 'max-history-turns', env: 'NPCD_MAX_HISTORY_TURNS', type: 'int', default: 200, min: 2, help: 'Messages kept per session in memory; the oldest are dropped beyond it.', metavar: 'N' },
-  replayFrames: { flag: 'replay-frames', env: 'NPCD_REPLAY_FRAMES', type: 'int', default: 2048, min: 16, max: 1_000_000, help: 'Stream frames kept per session for resume; older ones give ERR_RESUME_GAP.', metavar: 'N' },
+  replayFrames: { flag: 'replay-frames', env: 'NPCD_REPLAY_FRAMES', type: 'int', default: 1024, min: 16, max: 1_000_000, help: 'Stream frames kept per session for resume; older ones give ERR_RESUME_GAP.', metavar: 'N' },
+  replayRetentionMs: { flag: 'replay-retention', env: 'NPCD_REPLAY_RETENTION', type: 'duration', default: '10m', min: 1000, max: 30 * 24 * HOUR, help: 'How long a session without a connection keeps its replay log; a later resume gets ERR_RESUME_GAP (history stays readable over HTTP).', metavar: 'DURATION' },
   sessionTtlMs: { flag: 'session-ttl', env: 'NPCD_SESSION_TTL', type: 'duration', default: '30m', min: 1000, max: 30 * 24 * HOUR, help: 'A session with no connection, no generation and no activity for this long is deleted.', metavar: 'DURATION' },
   heartbeatIntervalMs: { flag: 'heartbeat-interval', env: 'NPCD_HEARTBEAT_INTERVAL', type: 'duration', default: '15s', min: 100, help: 'Ping interval the server asks clients for (sent as welcome.heartbeat_ms).', metavar: 'DURATION' },
   idleTimeoutMs: { flag: 'idle-timeout', env: 'NPCD_IDLE_TIMEOUT', type: 'duration', default: '30s', min: 200, help: 'A WebSocket that sends nothing for this long is closed (4408 ERR_HEARTBEAT_TIMEOUT).', metavar: 'DURATION' },

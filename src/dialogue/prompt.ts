@@ -2,7 +2,10 @@
  * Prompt building, in one place. The order is fixed so the prefix stays the
  * same from turn to turn (upstream prompt caches keep hitting): system prompt,
  * description, persona, greeting, history (newest that fit the budget), then
- * the character's current state and the user's message.
+ * the character's current state and the user's message. Token counts are
+ * approximate (see text/tokens.ts); each turn's count is taken once, when the
+ * turn is stored, so building a prompt costs nothing per past message but a
+ * few additions.
  */
 import { compileTemplate, type Template, type TemplateContext } from '../characters/template.js';
 import type { Character } from '../characters/types.js';
@@ -12,17 +15,39 @@ import { countTokens } from '../text/tokens.js';
 
 /** History kept in a prompt, in approximate tokens. */
 export const HISTORY_TOKEN_BUDGET = 2048;
+/** Approximate per-message overhead of chat formats (role markers). */
+const MESSAGE_OVERHEAD = 4;
 
-// Character texts were validated as templates at load; compiled forms are
-// cached per Character object (a reloaded character gets new ones).
-const compiled = new WeakMap<Character, Map<string, Template>>();
+/** Fields that are the same for every turn of a character. */
+const STATIC_FIELDS: ReadonlySet<string> = new Set(['CharacterName', 'UserName']);
 
-function macros(c: Character, text: string, ctx: TemplateContext): string {
-  let cache = compiled.get(c);
-  if (!cache) compiled.set(c, (cache = new Map()));
-  let t = cache.get(text);
-  if (!t) cache.set(text, (t = compileTemplate(text)));
-  return t.render(ctx);
+interface Rendered {
+  readonly text: string;
+  readonly tokens: number;
+}
+
+interface CharacterCache {
+  templates: Map<string, Template>;
+  /** Renderings of texts that only use static fields, with their token counts. */
+  rendered: Map<string, Rendered>;
+}
+
+// Character texts were validated as templates at load; compiled forms and
+// static renderings are cached per Character object (a reloaded character
+// gets new ones), so a prompt costs a few lookups per turn.
+const caches = new WeakMap<Character, CharacterCache>();
+
+function render(c: Character, text: string, ctx: TemplateContext): Rendered {
+  let cache = caches.get(c);
+  if (!cache) caches.set(c, (cache = { templates: new Map(), rendered: new Map() }));
+  const hit = cache.rendered.get(text);
+  if (hit) return hit;
+  let t = cache.templates.get(text);
+  if (!t) cache.templates.set(text, (t = compileTemplate(text)));
+  const out = t.render(ctx);
+  const rendered = { text: out, tokens: countTokens(out) };
+  if (t.fields.every((f) => STATIC_FIELDS.has(f))) cache.rendered.set(text, rendered);
+  return rendered;
 }
 
 export interface PromptInput {
@@ -30,39 +55,68 @@ export interface PromptInput {
   readonly state: string;
   readonly history: readonly Turn[];
   readonly userText: string;
+  /** Token count of userText when the caller has it. */
+  readonly userTokens?: number;
   readonly context: TemplateContext;
   readonly historyBudget?: number;
 }
 
-export function buildPrompt(input: PromptInput): ChatMessage[] {
-  const { character: c, context } = input;
-  const system: string[] = [];
-  if (c.systemPrompt) system.push(macros(c, c.systemPrompt, context));
-  else system.push(`You are ${c.name}. Stay in character.`);
-  if (c.description) system.push(macros(c, c.description, context));
-  if (c.persona) system.push(`Persona: ${c.persona}`);
-  const messages: ChatMessage[] = [{ role: 'system', content: system.join('\n\n') }];
-  if (c.greeting) messages.push({ role: 'assistant', content: macros(c, c.greeting, context) });
-
-  const budget = input.historyBudget ?? HISTORY_TOKEN_BUDGET;
-  const kept: ChatMessage[] = [];
-  let used = 0;
-  for (let i = input.history.length - 1; i >= 0; i--) {
-    const t = input.history[i]!;
-    if (t.character !== c.id) continue;
-    const cost = countTokens(t.text) + 4;
-    if (used + cost > budget) break;
-    used += cost;
-    kept.push({ role: t.role, content: t.text });
-  }
-  messages.push(...kept.reverse());
-  messages.push({ role: 'system', content: `${c.name}'s current state: ${input.state}.` });
-  messages.push({ role: 'user', content: input.userText });
-  return messages;
+export interface Prompt {
+  /** The messages, built on first use (providers that do not read them cost nothing). */
+  readonly messages: ChatMessage[];
+  /** Approximate size of the whole prompt in tokens. */
+  readonly tokens: number;
 }
 
-export function promptTokens(messages: readonly ChatMessage[]): number {
-  let n = 0;
-  for (const m of messages) n += countTokens(m.content) + 4;
-  return n;
+/** The system message as one template: system prompt, description, persona. */
+const systemTemplates = new WeakMap<Character, string>();
+function systemTemplate(c: Character): string {
+  let text = systemTemplates.get(c);
+  if (text === undefined) {
+    const parts = [c.systemPrompt || `You are ${c.name}. Stay in character.`];
+    if (c.description) parts.push(c.description);
+    // The persona is DSL text, not a template: escape any "{{" it holds.
+    if (c.persona) parts.push(`Persona: ${c.persona.replaceAll('{{', '{{"{{"}}')}`);
+    systemTemplates.set(c, (text = parts.join('\n\n')));
+  }
+  return text;
+}
+
+export function buildPrompt(input: PromptInput): Prompt {
+  const { character: c, context, history } = input;
+  const system = render(c, systemTemplate(c), context);
+  const greeting = c.greeting ? render(c, c.greeting, context) : undefined;
+  const stateLine = render(c, `{{char}}'s current state: ${input.state}.`, context);
+
+  // Newest history first, while it fits the budget.
+  const budget = input.historyBudget ?? HISTORY_TOKEN_BUDGET;
+  let used = 0;
+  let oldest = history.length;
+  for (let i = history.length - 1; i >= 0; i--) {
+    const t = history[i]!;
+    if (t.character !== c.id) continue;
+    const cost = t.tokens + MESSAGE_OVERHEAD;
+    if (used + cost > budget) break;
+    used += cost;
+    oldest = i;
+  }
+  const tokens =
+    system.tokens + (greeting ? greeting.tokens + MESSAGE_OVERHEAD : 0) + used +
+    stateLine.tokens + (input.userTokens ?? countTokens(input.userText)) + 3 * MESSAGE_OVERHEAD;
+
+  // The caller's history array changes after this turn starts: keep our part.
+  const kept = history.slice(oldest);
+  let messages: ChatMessage[] | undefined;
+  return {
+    tokens,
+    get messages(): ChatMessage[] {
+      if (messages) return messages;
+      messages = [{ role: 'system', content: system.text }];
+      if (greeting) messages.push({ role: 'assistant', content: greeting.text });
+      for (const t of kept) if (t.character === c.id) messages.push({ role: t.role, content: t.text });
+      messages.push({ role: 'system', content: stateLine.text });
+      messages.push({ role: 'user', content: input.userText });
+      return messages;
+    },
+  };
 }

@@ -14,7 +14,7 @@ import type { FinishReason, Usage } from '../protocol/types.js';
 import type { Turn } from '../session/types.js';
 import { fnv1a } from '../text/random.js';
 import { countTokens, streamPieces } from '../text/tokens.js';
-import { buildPrompt, promptTokens } from './prompt.js';
+import { buildPrompt } from './prompt.js';
 
 export interface TurnInput {
   readonly sessionId: string;
@@ -22,6 +22,8 @@ export interface TurnInput {
   /** State at the start of the turn. */
   readonly state: string;
   readonly text: string;
+  /** Approximate token count of `text`. */
+  readonly textTokens: number;
   /** Session history before this turn. */
   readonly history: readonly Turn[];
   /** 1-based number of this user turn in the session. */
@@ -59,7 +61,7 @@ export async function* runTurn(input: TurnInput): AsyncGenerator<TurnEvent, Turn
     PreviousState: input.state,
     Turn: String(input.turnNumber),
   };
-  const messages = buildPrompt({ character, state: nextState, history: input.history, userText: text, context });
+  const prompt = buildPrompt({ character, state: nextState, history: input.history, userText: text, userTokens: input.textTokens, context });
   yield { type: 'start', state: nextState, scripted: respond !== undefined };
 
   let reply = '';
@@ -74,11 +76,11 @@ export async function* runTurn(input: TurnInput): AsyncGenerator<TurnEvent, Turn
       yield { type: 'token', text: piece };
     }
     const finish: FinishReason = reply.length < rendered.length ? 'length' : 'stop';
-    return { text: reply, state: nextState, finish, usage: { prompt_tokens: countTokens(text), completion_tokens: countTokens(reply) } };
+    return { text: reply, state: nextState, finish, usage: { prompt_tokens: input.textTokens, completion_tokens: countTokens(reply) } };
   }
 
   const stream = input.provider.generate(
-    { character, messages, userText: text, state: nextState, maxTokens: input.maxTokens, seed: turnSeed(input.sessionId, input.turnNumber, text) },
+    { character, get messages() { return prompt.messages; }, userText: text, state: nextState, maxTokens: input.maxTokens, seed: turnSeed(input.sessionId, input.turnNumber, text) },
     signal,
   );
   let result: GenerateResult;
@@ -99,6 +101,6 @@ export async function* runTurn(input: TurnInput): AsyncGenerator<TurnEvent, Turn
   }
   const usage: Usage = result.usage
     ? { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens }
-    : { prompt_tokens: promptTokens(messages), completion_tokens: countTokens(reply) };
+    : { prompt_tokens: prompt.tokens, completion_tokens: tokens };
   return { text: reply, state: nextState, finish: result.finish, usage };
 }

@@ -3,7 +3,7 @@
  * template, method, status code, frame type, provider, error code); they never
  * hold session ids, user ids or free text.
  */
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, type CounterConfiguration, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 export const METRIC = {
   httpRequests: 'http_requests_total',
@@ -31,6 +31,39 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 
 export type FrameDirection = 'in' | 'out';
 export type TurnOutcome = 'completed' | 'cancelled' | 'failed' | 'rejected';
+
+/**
+ * A counter for per-frame paths: increments are plain additions to a cell
+ * (no label hashing), and the totals are handed to prom-client when
+ * /metrics is scraped.
+ */
+export class HotCounter<L extends string> {
+  private readonly cells = new Map<string, { labels: Record<L, string>; value: number }>();
+  readonly metric: Counter<L>;
+
+  constructor(config: Omit<CounterConfiguration<L>, 'collect'>) {
+    const cells = this.cells;
+    this.metric = new Counter<L>({
+      ...config,
+      collect() {
+        this.reset();
+        for (const c of cells.values()) this.inc(c.labels as never, c.value);
+      },
+    });
+  }
+
+  /** The cell for one label set; keep it and add to `value`. */
+  cell(labels: Record<L, string>): { value: number } {
+    const key = Object.values(labels).join('\u0000');
+    let c = this.cells.get(key);
+    if (!c) this.cells.set(key, (c = { labels, value: 0 }));
+    return c;
+  }
+
+  inc(labels: Record<L, string>, n = 1): void {
+    this.cell(labels).value += n;
+  }
+}
 
 export class Metrics {
   readonly registry = new Registry();
@@ -69,7 +102,7 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
-  readonly wsFrames = new Counter({
+  readonly wsFrames = new HotCounter({
     name: METRIC.wsFrames,
     help: 'WebSocket frames by direction (in/out) and frame type ("invalid" for undecodable input).',
     labelNames: ['direction', 'type'] as const,
@@ -91,7 +124,7 @@ export class Metrics {
     labelNames: ['provider', 'outcome'] as const,
     registers: [this.registry],
   });
-  readonly tokens = new Counter({
+  readonly tokens = new HotCounter({
     name: METRIC.tokens,
     help: 'Token frames streamed, by provider.',
     labelNames: ['provider'] as const,

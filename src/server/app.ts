@@ -68,6 +68,7 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
       maxReplyTokens: config.maxReplyTokens,
       maxHistoryTurns: config.maxHistoryTurns,
       replayFrames: config.replayFrames,
+      replayRetentionMs: config.replayRetentionMs,
       sessionTtlMs: config.sessionTtlMs,
       scriptTokenDelayMs: config.scriptTokenDelayMs,
     },
@@ -117,7 +118,7 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
   });
   app.any('/*', (res, req) => {
     new HttpExchange(res, req, 'unmatched', req.getMethod(), { metrics, logger }).error(
-      new NpcdError('ERR_HTTP_NOT_FOUND', `no route for ${req.getCaseSensitiveMethod()} ${req.getUrl()}`),
+      new NpcdError('ERR_HTTP_NOT_FOUND', `no route for ${req.getCaseSensitiveMethod().toUpperCase()} ${req.getUrl().slice(0, 200)}`),
     );
   });
 

@@ -20,7 +20,6 @@ import {
   requireString,
 } from '../protocol/validate.js';
 import { newMessageId, type SessionEngine } from '../session/engine.js';
-import type { LogEntry } from '../session/replay-log.js';
 import type { Session } from '../session/session.js';
 import type { Turn } from '../session/types.js';
 import { bearerToken, checkApiKey } from './auth.js';
@@ -109,7 +108,7 @@ export function registerRoutes(app: TemplatedApp, deps: RouteDeps): void {
     // The route exists, other methods do not.
     app.any(route, (res, req) => {
       const x = new HttpExchange(res, req, route, req.getMethod(), deps);
-      x.error(new NpcdError('ERR_HTTP_METHOD_NOT_ALLOWED', `${req.getCaseSensitiveMethod()} is not allowed on ${route}`), {
+      x.error(new NpcdError('ERR_HTTP_METHOD_NOT_ALLOWED', `${req.getCaseSensitiveMethod().toUpperCase()} is not allowed on ${route}`), {
         Allow: [...byMethod.keys()].map((m) => m.toUpperCase()).join(', '),
       });
     });
@@ -203,14 +202,13 @@ async function chat(x: HttpExchange, deps: RouteDeps): Promise<void> {
   if (stream) {
     const sse = new SseWriter(x, deps.sseMaxQueuedBytes);
     let started = false;
-    const unsubscribe = session.subscribe((entry: LogEntry) => {
-      const f = entry.frame;
-      if (!('id' in f) || f.id !== id) return;
+    const unsubscribe = session.subscribe((f) => {
+      if (f.id !== id) return;
       if (!started) {
         x.beginStream(200, { ...SSE_HEADERS, ...headers });
         started = true;
       }
-      sse.write(sseEvent(f.t, entry.encoded('json') as string, f.seq));
+      sse.write(sseEvent(f.t, JSON.stringify(f), f.seq));
       if (f.t === 'done' || f.t === 'error') {
         unsubscribe();
         sse.end();
@@ -228,9 +226,8 @@ async function chat(x: HttpExchange, deps: RouteDeps): Promise<void> {
   }
 
   let characterId: string | undefined;
-  const unsubscribe = session.subscribe((entry: LogEntry) => {
-    const f = entry.frame;
-    if (!('id' in f) || f.id !== id) return;
+  const unsubscribe = session.subscribe((f) => {
+    if (f.id !== id) return;
     if (f.t === 'start') characterId = f.character;
     else if (f.t === 'done') {
       unsubscribe();

@@ -1,8 +1,8 @@
 /**
- * A Server-Sent Events writer over a uWS response with backpressure: when
- * uWS reports a full send buffer, further events wait in a bounded queue and
- * are flushed from onWritable. A client that stops reading and lets the queue
- * pass its limit has its response closed.
+ * A Server-Sent Events writer over a uWS response. Events written in one
+ * event-loop turn leave together in one corked write. When uWS reports a full
+ * send buffer, further events wait in a bounded queue until onWritable; a
+ * client that stops reading and lets the queue pass its limit is cut off.
  */
 import type { HttpExchange } from './http.js';
 
@@ -17,68 +17,69 @@ export function sseEvent(event: string, data: string, id?: number): string {
 }
 
 export class SseWriter {
-  private queue: string[] = [];
-  private queued = 0;
+  private pending = '';
+  private scheduled = false;
   private ending = false;
-  private waiting = false;
+  /** True while uWS holds unsent data and we wait for onWritable. */
+  private blocked = false;
 
   constructor(
     private readonly x: HttpExchange,
     private readonly maxQueuedBytes: number,
   ) {}
 
-  get open(): boolean {
-    return !this.x.finished && !this.ending;
+  private get open(): boolean {
+    return !this.x.finished;
   }
 
   write(chunk: string): void {
-    if (!this.open) return;
-    if (this.waiting) {
-      this.queue.push(chunk);
-      this.queued += chunk.length;
-      if (this.queued > this.maxQueuedBytes) this.abandon();
-      return;
-    }
-    let ok = true;
-    this.x.res.cork(() => {
-      ok = this.x.res.write(chunk);
-    });
-    if (!ok) this.waitWritable();
+    if (!this.open || this.ending) return;
+    this.pending += chunk;
+    if (this.pending.length > this.maxQueuedBytes) return this.abandon();
+    this.schedule();
   }
 
-  /** Ends the stream once everything queued has been written. */
+  /** Ends the stream once everything written has been sent. */
   end(): void {
-    if (!this.open) return;
+    if (!this.open || this.ending) return;
     this.ending = true;
-    if (!this.waiting) this.finish();
+    this.schedule();
   }
 
-  private finish(): void {
-    if (this.x.finished) return;
-    this.x.res.cork(() => this.x.res.end());
-    this.x.ended();
-  }
-
-  private waitWritable(): void {
-    this.waiting = true;
-    this.x.res.onWritable(() => {
-      while (this.queue.length > 0) {
-        const chunk = this.queue.shift()!;
-        this.queued -= chunk.length;
-        // onWritable runs corked.
-        if (!this.x.res.write(chunk)) return false;
-      }
-      this.waiting = false;
-      if (this.ending) this.finish();
-      return true;
+  private schedule(): void {
+    if (this.scheduled || this.blocked) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      if (this.open) this.x.res.cork(() => this.flush());
     });
+  }
+
+  /** Writes what is pending (call corked); ends the response when asked to and drained. */
+  private flush(): boolean {
+    if (this.pending !== '') {
+      const chunk = this.pending;
+      this.pending = '';
+      if (!this.x.res.write(chunk)) {
+        this.blocked = true;
+        this.x.res.onWritable(() => {
+          this.blocked = false;
+          return this.flush();
+        });
+        return false;
+      }
+    }
+    if (this.ending) {
+      this.x.res.end();
+      this.x.ended();
+    }
+    return true;
   }
 
   private abandon(): void {
-    this.queue = [];
-    this.queued = 0;
+    this.pending = '';
     this.ending = true;
     // Closing the socket fires onAborted, which records the request.
-    if (!this.x.finished) this.x.res.close();
+    this.x.res.close();
   }
 }

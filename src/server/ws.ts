@@ -11,10 +11,20 @@ import { NpcdError, toNpcdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { decodeFrame, encodeFrame, type WireFormat } from '../protocol/codec.js';
-import type { ChatFrame, ClientFrame, ErrorFrame, HelloFrame, ServerFrame } from '../protocol/types.js';
+import {
+  type ChatFrame,
+  CLIENT_FRAME_TYPES,
+  type ClientFrame,
+  type ClientFrameType,
+  type ErrorFrame,
+  type HelloFrame,
+  SERVER_FRAME_TYPES,
+  type ServerFrame,
+  type ServerFrameType,
+  type StreamFrame,
+} from '../protocol/types.js';
 import { MAX_ID_LENGTH, parseClientFrame } from '../protocol/validate.js';
 import type { SessionEngine } from '../session/engine.js';
-import type { LogEntry } from '../session/replay-log.js';
 import type { Session } from '../session/session.js';
 import { checkApiKey } from './auth.js';
 import { statusLine } from './http.js';
@@ -53,6 +63,7 @@ export class Connection {
   cursor = 0;
   paused = false;
   closed = false;
+  private flushScheduled = false;
   closeReason: CloseReason = 'client';
   lastSeen = Date.now();
   /** Frames received while `hello` is being processed; undefined when no hello is pending. */
@@ -71,7 +82,7 @@ export class Connection {
   sendControl(frame: ServerFrame): void {
     if (this.closed) return;
     this.ws.cork(() => this.ws.send(encodeFrame(frame, this.format), this.format === 'msgpack'));
-    this.server.deps.metrics.wsFrames.inc({ direction: 'out', type: frame.t });
+    this.server.framesOut[frame.t].value++;
   }
 
   sendError(err: unknown, id?: string): void {
@@ -84,6 +95,8 @@ export class Connection {
   /** Ends the connection with an error frame first, using the code's close code. */
   endWith(err: NpcdError, reason: CloseReason): void {
     if (this.closed) return;
+    // Stream frames waiting for the end-of-turn flush go first.
+    if (this.session && !this.paused) this.ws.cork(() => this.catchUp());
     this.sendError(err);
     this.closeReason = reason;
     this.ws.end(err.closeCode ?? 1008, err.code);
@@ -93,7 +106,7 @@ export class Connection {
     this.session = session;
     this.cursor = cursor;
     session.owner = this;
-    this.unsubscribe = session.subscribe((entry) => this.deliver(entry));
+    this.unsubscribe = session.subscribe(() => this.deliver());
   }
 
   detach(): void {
@@ -105,23 +118,35 @@ export class Connection {
     }
   }
 
-  /** Live delivery of one stream frame; skipped while paused or behind. */
-  private deliver(entry: LogEntry): void {
-    if (this.closed || this.paused || entry.frame.seq !== this.cursor + 1) return;
-    this.ws.cork(() => this.sendEntry(entry));
+  /**
+   * A new frame in the session's stream. Sending waits for the end of this
+   * event-loop turn, so frames produced together (a burst of tokens) leave
+   * in one corked write instead of one syscall each; the frames themselves
+   * are read from the replay log, which is also what catch-up after
+   * backpressure and resume use.
+   */
+  private deliver(): void {
+    if (this.closed || this.paused || this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(this.flush);
   }
 
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    if (this.closed || this.paused) return;
+    this.ws.cork(() => this.catchUp());
+  };
+
   /** Sends one stream frame; false when the connection should stop sending for now. */
-  private sendEntry(entry: LogEntry): boolean {
-    const m = this.server.deps.metrics;
-    const status = this.ws.send(entry.encoded(this.format), this.format === 'msgpack');
+  private sendFrame(frame: StreamFrame): boolean {
+    const status = this.ws.send(encodeFrame(frame, this.format), this.format === 'msgpack');
     if (status === 2) {
       // Dropped by uWS (over maxBackpressure): the cursor stays, drain resends.
       this.pause();
       return false;
     }
-    this.cursor = entry.frame.seq;
-    m.wsFrames.inc({ direction: 'out', type: entry.frame.t });
+    this.cursor = frame.seq;
+    this.server.framesOut[frame.t].value++;
     if (status === 0 || this.ws.getBufferedAmount() > this.highWater) {
       this.pause();
       return false;
@@ -134,20 +159,20 @@ export class Connection {
     this.paused = true;
   }
 
-  /** Sends every stream frame after the cursor that the log still holds. */
+  /** Sends every stream frame after the cursor that the log still holds (call corked). */
   catchUp(): void {
     const s = this.session;
     if (!s || this.closed) return;
-    let entries = s.log.since(this.cursor, s.seq);
-    if (entries === undefined) {
+    let frames = s.log.since(this.cursor, s.seq);
+    if (frames === undefined) {
       // Fell behind the log: say which frames are gone, go on with the oldest kept.
       const oldest = s.log.oldestSeq ?? s.seq + 1;
       this.server.deps.metrics.wsFramesDropped.inc(Math.max(0, oldest - this.cursor - 1));
       this.sendError(new NpcdError('ERR_RESUME_GAP', `frames ${this.cursor + 1}..${oldest - 1} are no longer in the replay log; read GET /v1/sessions/${s.id}/messages`));
       this.cursor = oldest - 1;
-      entries = s.log.since(this.cursor, s.seq) ?? [];
+      frames = s.log.since(this.cursor, s.seq) ?? [];
     }
-    for (const entry of entries) if (!this.sendEntry(entry)) return;
+    for (const frame of frames) if (!this.sendFrame(frame)) return;
   }
 
   onDrain(): void {
@@ -156,9 +181,7 @@ export class Connection {
     // Not from inside uWS's drain callback: data sent there can stay in uWS's
     // buffer without the socket being polled for writing again (seen with
     // uWS.js v20.30; test/server/ws-resume.test.ts covers it).
-    setImmediate(() => {
-      if (!this.closed) this.ws.cork(() => this.catchUp());
-    });
+    this.deliver();
   }
 }
 
@@ -171,12 +194,19 @@ function idOf(decoded: unknown): string | undefined {
 
 export class WsServer {
   readonly connections = new Set<Connection>();
+  /** Frame counters by type, looked up once (they are bumped per frame). */
+  readonly framesOut: Record<ServerFrameType, { value: number }>;
+  private readonly framesIn: Record<ClientFrameType | 'invalid', { value: number }>;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private draining = false;
   private readonly log: Logger;
 
   constructor(readonly deps: WsDeps) {
     this.log = deps.logger.child({ subsystem: 'ws' });
+    const cells = <T extends string>(direction: string, types: readonly T[]) =>
+      Object.fromEntries(types.map((type) => [type, deps.metrics.wsFrames.cell({ direction, type })])) as Record<T, { value: number }>;
+    this.framesOut = cells('out', SERVER_FRAME_TYPES);
+    this.framesIn = cells('in', [...CLIENT_FRAME_TYPES, 'invalid'] as const);
   }
 
   register(app: TemplatedApp, path: string): void {
@@ -253,7 +283,7 @@ export class WsServer {
     conn.lastSeen = Date.now();
     conn.format = isBinary ? 'msgpack' : 'json';
     if (message.byteLength > limits.maxFrameBytes) {
-      metrics.wsFrames.inc({ direction: 'in', type: 'invalid' });
+      this.framesIn.invalid.value++;
       conn.sendError(new NpcdError('ERR_PROTOCOL_FRAME_TOO_LARGE', `message of ${message.byteLength} bytes exceeds the limit of ${limits.maxFrameBytes} bytes`));
       return;
     }
@@ -263,11 +293,11 @@ export class WsServer {
       decoded = decodeFrame(message, isBinary);
       frame = parseClientFrame(decoded, limits);
     } catch (err) {
-      metrics.wsFrames.inc({ direction: 'in', type: 'invalid' });
+      this.framesIn.invalid.value++;
       conn.sendError(err, idOf(decoded));
       return;
     }
-    metrics.wsFrames.inc({ direction: 'in', type: frame.t });
+    this.framesIn[frame.t].value++;
     if (conn.pending && frame.t !== 'ping') {
       if (conn.pending.length >= MAX_PENDING_FRAMES) {
         conn.sendError(new NpcdError('ERR_PROTOCOL_HELLO_REQUIRED', 'too many frames before welcome; wait for welcome'));
@@ -312,7 +342,7 @@ export class WsServer {
       // reconnects learns its fate on resume.
       const e = toNpcdError(err);
       if (e.code === 'ERR_INTERNAL') this.log.error({ err }, 'chat failed');
-      session.emit({ t: 'error', id: frame.id, code: e.code, message: e.message });
+      session.emit({ t: 'error', seq: 0, id: frame.id, code: e.code, message: e.message });
     }
   }
 

@@ -23,6 +23,7 @@ export interface EngineLimits {
   readonly maxReplyTokens: number;
   readonly maxHistoryTurns: number;
   readonly replayFrames: number;
+  readonly replayRetentionMs: number;
   readonly sessionTtlMs: number;
   readonly scriptTokenDelayMs: number;
 }
@@ -64,7 +65,8 @@ export class SessionEngine {
 
   constructor(private readonly options: EngineOptions) {
     this.log = options.logger.child({ subsystem: 'session' });
-    const every = Math.min(60_000, Math.max(1000, Math.floor(options.limits.sessionTtlMs / 10)));
+    const shortest = Math.min(options.limits.sessionTtlMs, options.limits.replayRetentionMs);
+    const every = Math.min(60_000, Math.max(1000, Math.floor(shortest / 10)));
     this.sweepTimer = setInterval(() => this.sweep(Date.now()), every);
     this.sweepTimer.unref();
   }
@@ -183,18 +185,21 @@ export class SessionEngine {
   private async run(session: Session, generation: Generation, character: Character, text: string): Promise<void> {
     const { metrics: m, provider, store, limits } = this.options;
     const labels = { provider: provider.name };
+    const tokenCount = m.tokens.cell(labels);
     const started = performance.now();
     const signal = generation.controller.signal;
     const data = session.data;
     data.userTurns++;
-    const userTurn: Turn = { id: generation.id, role: 'user', character: character.id, text, at: Date.now() };
-    const history = data.turns.slice();
+    const userTurn: Turn = { id: generation.id, role: 'user', character: character.id, text, at: Date.now(), tokens: countTokens(text) };
     const gen = runTurn({
       sessionId: session.id,
       character,
       state: session.stateOf(character.id, character.initialState),
       text,
-      history,
+      textTokens: userTurn.tokens,
+      // Read when the prompt is built, before the first event; the user turn
+      // is appended only after that.
+      history: data.turns,
       turnNumber: data.userTurns,
       provider,
       maxTokens: limits.maxReplyTokens,
@@ -221,7 +226,7 @@ export class SessionEngine {
           this.pushTurn(data, userTurn);
           await store.appendTurns(data.id, [userTurn], limits.maxHistoryTurns);
           await store.save(data);
-          session.emit({ t: 'start', id: generation.id, character: character.id, state });
+          session.emit({ t: 'start', seq: 0, id: generation.id, character: character.id, state });
         } else {
           // A provider that yields synchronously must not hold the event loop
           // for a whole reply: let I/O run every so often.
@@ -231,8 +236,8 @@ export class SessionEngine {
             first = false;
           }
           reply += ev.text;
-          m.tokens.inc(labels);
-          session.emit({ t: 'token', id: generation.id, text: ev.text });
+          tokenCount.value++;
+          session.emit({ t: 'token', seq: 0, id: generation.id, text: ev.text });
         }
       }
       finish = result.finish;
@@ -241,22 +246,22 @@ export class SessionEngine {
         const e = toNpcdError(err);
         m.turns.inc({ ...labels, outcome: 'failed' });
         this.log.warn({ err, session: session.id, character: character.id, code: e.code }, 'turn failed');
-        session.emit({ t: 'error', id: generation.id, code: e.code, message: e.message });
+        session.emit({ t: 'error', seq: 0, id: generation.id, code: e.code, message: e.message });
         return;
       }
       finish = 'cancelled';
     }
     // A cancelled reply keeps what was streamed; usage counts it approximately.
-    const usage = result?.usage ?? { prompt_tokens: countTokens(text), completion_tokens: countTokens(reply) };
+    const usage = result?.usage ?? { prompt_tokens: userTurn.tokens, completion_tokens: countTokens(reply) };
     const replyText = result?.text ?? reply;
-    const replyTurn: Turn = { id: generation.id, role: 'assistant', character: character.id, text: replyText, at: Date.now(), seq: session.seq + 1, finish };
+    const replyTurn: Turn = { id: generation.id, role: 'assistant', character: character.id, text: replyText, at: Date.now(), tokens: usage.completion_tokens, seq: session.seq + 1, finish };
     this.pushTurn(data, replyTurn);
     try {
       await store.appendTurns(data.id, [replyTurn], limits.maxHistoryTurns);
     } catch (err) {
       this.log.error({ err, session: session.id }, 'could not store the reply');
     }
-    session.emit({ t: 'done', id: generation.id, text: replyText, state, usage, finish });
+    session.emit({ t: 'done', seq: 0, id: generation.id, text: replyText, state, usage, finish });
     m.turns.inc({ ...labels, outcome: finish === 'cancelled' ? 'cancelled' : 'completed' });
     m.turnDuration.observe(labels, (performance.now() - started) / 1000);
   }
@@ -267,12 +272,19 @@ export class SessionEngine {
     if (excess > 0) data.turns.splice(0, excess);
   }
 
-  /** Deletes sessions idle for longer than the TTL. Returns how many expired. */
+  /**
+   * Deletes sessions idle for longer than the TTL, and drops the replay logs
+   * of sessions idle for longer than the replay retention. Returns how many
+   * sessions expired.
+   */
   sweep(now: number): number {
-    const ttl = this.options.limits.sessionTtlMs;
+    const { sessionTtlMs: ttl, replayRetentionMs } = this.options.limits;
     let expired = 0;
     for (const [id, s] of this.live) {
-      if (!s.idle || now - s.data.lastActive <= ttl) continue;
+      if (!s.idle) continue;
+      const idleFor = now - s.data.lastActive;
+      if (idleFor > replayRetentionMs && s.log.size > 0) s.log.clear();
+      if (idleFor <= ttl) continue;
       this.live.delete(id);
       expired++;
       this.options.store.delete(id).catch((err) => this.log.error({ err, session: id }, 'could not delete expired session'));

@@ -5,14 +5,10 @@
  * Generation belongs to the session, not to a socket: listeners come and go.
  */
 import type { StreamFrame } from '../protocol/types.js';
-import { LogEntry, ReplayLog } from './replay-log.js';
+import { ReplayLog } from './replay-log.js';
 import type { SessionData } from './types.js';
 
-export type StreamListener = (entry: LogEntry) => void;
-
-/** Distributes StreamFrame over its union members so `seq` can be left out. */
-type WithoutSeq<T> = T extends unknown ? Omit<T, 'seq'> : never;
-export type UnnumberedFrame = WithoutSeq<StreamFrame>;
+export type StreamListener = (frame: StreamFrame) => void;
 
 export interface Generation {
   /** The client's message id. */
@@ -58,19 +54,23 @@ export class Session {
     return this.data.states[characterId] ?? initial;
   }
 
-  /** Numbers a frame, keeps it in the replay log and hands it to every listener. */
-  emit(frame: UnnumberedFrame): LogEntry {
-    const entry = new LogEntry({ ...frame, seq: ++this.seq } as StreamFrame);
-    this.log.push(entry);
+  /**
+   * Numbers a frame (its `seq` is overwritten; callers pass 0 so that `seq`
+   * keeps its place after `t`), keeps it in the replay log and hands it to
+   * every listener.
+   */
+  emit(frame: StreamFrame): StreamFrame {
+    frame.seq = ++this.seq;
+    this.log.push(frame);
     for (const listener of this.listeners) {
       try {
-        listener(entry);
+        listener(frame);
       } catch (err) {
         // One broken listener must not stop the stream for the others.
         this.onListenerError(err);
       }
     }
-    return entry;
+    return frame;
   }
 
   subscribe(listener: StreamListener): () => void {

@@ -10,6 +10,8 @@ export interface Turn {
   readonly text: string;
   /** Milliseconds since the epoch. */
   readonly at: number;
+  /** Approximate size in tokens, counted once when the turn is stored. */
+  readonly tokens: number;
   /** For replies: seq of the done frame and how the reply ended. */
   readonly seq?: number;
   readonly finish?: FinishReason;

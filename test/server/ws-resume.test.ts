@@ -167,3 +167,23 @@ t.test('a reader slower than the replay log gets ERR_RESUME_GAP and continues', 
   t.equal(done.seq, 203);
   t.equal(done.text.length, 6 * 1024 * 1024 + 400, 'done still carries the whole reply');
 });
+
+t.test('a session without a connection drops its replay log after --replay-retention', async (t) => {
+  const { ws, server } = await testServer(t, { model: 'mock', mockTokens: 4, replayRetentionMs: 60_000 });
+  const a = await TestClient.connect(ws);
+  const w = await a.hello();
+  await a.chat('m', CHAR, 'hi');
+  await a.close();
+  const session = server.engine.peek(w.session)!;
+  server.engine.sweep(Date.now() + 30_000);
+  t.equal(session.log.size, 6, 'kept within the retention');
+  server.engine.sweep(Date.now() + 61_000);
+  t.equal(session.log.size, 0, 'dropped after it');
+  t.ok(server.engine.peek(w.session), 'the session itself lives on until its TTL');
+  const b = await TestClient.connect(ws);
+  t.teardown(() => b.close());
+  const w2 = await b.hello({ session: w.session, resume: 2 });
+  t.equal(w2.resumed, false);
+  t.equal((await b.waitType('error')).code, 'ERR_RESUME_GAP');
+  t.equal(session.data.turns.length, 2, 'history is kept');
+});
