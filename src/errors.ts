@@ -58,7 +58,7 @@ export const ERRORS = {
   // Operator-facing (start-up and configuration)
   ERR_CONFIG_INVALID: { status: 500, summary: 'A configuration value (flag, environment variable or file) is invalid.' },
   ERR_CHARACTER_INVALID: { status: 500, summary: 'A character script failed to parse or validate.' },
-  ERR_INTERNAL: { status: 500, close: 1011, summary: 'An unexpected server error; the server keeps running.' },
+  ERR_INTERNAL: { status: 500, summary: 'An unexpected server error; the server keeps running.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

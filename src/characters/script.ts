@@ -153,7 +153,7 @@ export function parseCharacterScript(text: string, file: string): ParseResult {
     return v;
   };
 
-  for (const key of ['description', 'persona', 'system_prompt', 'greeting'] as const) {
+  for (const key of ['description', 'system_prompt', 'greeting'] as const) {
     if (obj[key] !== undefined) template([key], str(key, false));
   }
 

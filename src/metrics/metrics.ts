@@ -98,7 +98,7 @@ export class Metrics {
   });
   readonly wsClosed = new Counter({
     name: METRIC.wsConnectionsClosed,
-    help: 'WebSocket connections closed, by reason (client, heartbeat_timeout, taken_over, shutdown, backpressure, auth).',
+    help: 'WebSocket connections closed, by reason (client, heartbeat_timeout, taken_over, shutdown, auth).',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
@@ -172,6 +172,9 @@ export class Metrics {
   });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
+    // Known label values start at 0, so rates and alerts work before the first event.
+    for (const result of ['replayed', 'gap']) this.resumes.inc({ result }, 0);
+    for (const reason of ['client', 'heartbeat_timeout', 'taken_over', 'shutdown', 'auth']) this.wsClosed.inc({ reason }, 0);
     // Process, event-loop lag and GC metrics.
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }

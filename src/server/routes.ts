@@ -195,6 +195,8 @@ async function chat(x: HttpExchange, deps: RouteDeps): Promise<void> {
   const id = optionalString(body, 'id', MAX_ID_LENGTH) ?? newMessageId();
   const stream = optionalBoolean(body, 'stream') ?? /\btext\/event-stream\b/.test(x.headers.accept ?? '');
   if (x.aborted) return;
+  // A request for a character that does not exist must not create a session.
+  deps.registry.require(character);
   const { session } = await deps.engine.open(sessionId);
   if (x.aborted) return;
   const headers = { 'X-Session-Id': session.id };

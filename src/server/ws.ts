@@ -54,7 +54,7 @@ interface UserData {
 const MAX_PENDING_FRAMES = 32;
 
 /** Closes a WebSocket connection with a reason for the close metric. */
-type CloseReason = 'client' | 'heartbeat_timeout' | 'taken_over' | 'shutdown' | 'backpressure' | 'auth';
+type CloseReason = 'client' | 'heartbeat_timeout' | 'taken_over' | 'shutdown' | 'auth';
 
 export class Connection {
   format: WireFormat = 'msgpack';

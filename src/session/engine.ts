@@ -65,6 +65,9 @@ export class SessionEngine {
 
   constructor(private readonly options: EngineOptions) {
     this.log = options.logger.child({ subsystem: 'session' });
+    for (const outcome of ['completed', 'cancelled', 'failed', 'rejected']) {
+      options.metrics.turns.inc({ provider: options.provider.name, outcome }, 0);
+    }
     const shortest = Math.min(options.limits.sessionTtlMs, options.limits.replayRetentionMs);
     const every = Math.min(60_000, Math.max(1000, Math.floor(shortest / 10)));
     this.sweepTimer = setInterval(() => this.sweep(Date.now()), every);

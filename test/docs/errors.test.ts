@@ -1,0 +1,44 @@
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { ERRORS, type ErrorSpec } from '../../src/errors.js';
+
+const doc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
+const rows = new Map<string, { status: number; close: number | undefined; line: string }>();
+for (const line of doc.split('\n')) {
+  const m = /^\| `(ERR_[A-Z_]+)` \| (\d{3}) \| ?(\d{4})? ?\|/.exec(line);
+  if (m) rows.set(m[1]!, { status: Number(m[2]), close: m[3] ? Number(m[3]) : undefined, line });
+}
+
+t.test('every error code is documented in docs/errors.md with its status and close code', async (t) => {
+  for (const [code, spec] of Object.entries(ERRORS) as [string, ErrorSpec][]) {
+    const row = rows.get(code);
+    t.ok(row, `${code} is documented`);
+    if (!row) continue;
+    t.equal(row.status, spec.status, `${code}: HTTP ${spec.status}`);
+    t.equal(row.close, spec.close, `${code}: close code ${spec.close ?? 'none'}`);
+    t.ok(row.line.split('|').length >= 7, `${code}: has "when" and "what to do"`);
+  }
+});
+
+t.test('docs/errors.md documents no code that does not exist', async (t) => {
+  for (const code of rows.keys()) t.ok(Object.hasOwn(ERRORS, code), `${code} exists in src/errors.ts`);
+});
+
+t.test('every code used in src/ is defined', async (t) => {
+  const { readdirSync, statSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const files: string[] = [];
+  const walk = (dir: string) => {
+    for (const name of readdirSync(dir)) {
+      const p = join(dir, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (p.endsWith('.ts')) files.push(p);
+    }
+  };
+  walk(new URL('../../src', import.meta.url).pathname);
+  for (const file of files) {
+    for (const m of readFileSync(file, 'utf8').matchAll(/'(ERR_[A-Z_]+)'/g)) {
+      t.ok(Object.hasOwn(ERRORS, m[1]!), `${m[1]} (${file.split('/src/')[1]}) is defined`);
+    }
+  }
+});
