@@ -1,6 +1,6 @@
 /**
- * The embedded default provider. It is no LLM: it answers with an order-2
- * Markov chain trained on the character's own lines (greeting and examples),
+ * The embedded default provider. It is no LLM: it answers with a Markov
+ * chain trained on the character's own lines (greeting and examples),
  * seeded per session and turn so replies are reproducible. Scripted trigger
  * replies are handled before any provider, in the dialogue layer.
  */
@@ -21,7 +21,7 @@ const MAX_SCRIPT_TOKENS = 120;
 
 export class ScriptProvider implements ModelProvider {
   readonly name = 'script';
-  readonly description = 'script: trigger replies and an order-2 Markov chain over each character\'s own lines (no LLM)';
+  readonly description = 'script: trigger replies and a Markov chain over each character\'s own lines (no LLM)';
   // Models are built on first use and dropped with the Character object (e.g. on reload).
   private readonly models = new WeakMap<Character, MarkovModel>();
 
@@ -42,7 +42,7 @@ export class ScriptProvider implements ModelProvider {
     const budget = Math.min(request.maxTokens, MAX_SCRIPT_TOKENS);
     const { tokens, length } = model.generate(request.userText, mulberry32(request.seed), budget);
     if (tokens.length === 0) {
-      // A character without lines still answers, with its name.
+      // A character without lines still answers.
       yield '…';
       return { finish: 'stop' };
     }
