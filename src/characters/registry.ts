@@ -38,12 +38,14 @@ export class CharacterRegistry {
 
   /** Adds or replaces a character; rejects an id or name already used by another file. */
   set(character: Character): void {
-    const clash = this.byName.get(character.name) ?? this.byName.get(character.name.toLowerCase()) ?? this.byId.get(character.id);
-    if (clash && clash.source !== character.source) {
+    // Id and name are checked separately: either may belong to another file.
+    const holders = [this.byId.get(character.id), this.byName.get(character.name), this.byName.get(character.name.toLowerCase())];
+    const clash = holders.find((c) => c !== undefined && c.source !== character.source);
+    if (clash) {
       throw new NpcdError('ERR_CHARACTER_INVALID', `${character.source}: id ${JSON.stringify(character.id)} or name ${JSON.stringify(character.name)} is already used by ${clash.source}`);
     }
-    const previous = this.byId.get(character.id);
-    if (previous) this.delete(previous.id);
+    // Replace whatever this file defined before (its id may have changed).
+    for (const c of this.byId.values()) if (c.source === character.source) this.delete(c.id);
     this.byId.set(character.id, character);
     this.byName.set(character.name, character);
     this.byName.set(character.name.toLowerCase(), character);

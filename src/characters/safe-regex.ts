@@ -3,15 +3,20 @@
  * backtracking engine can take exponential time on patterns such as `(a+)+$`,
  * and a chat message is attacker-controlled input, so patterns are checked at
  * load time and rejected when they have the shapes that backtrack badly:
- *  - a quantified group that contains an unbounded quantifier or an alternation
- *    (`(a+)+`, `(a|aa)*`),
+ *  - a group repeated without a small bound (`*`, `+`, `{n,m}` with m > 10)
+ *    that contains an unbounded quantifier or an alternation (`(a+)+`, `(a|aa)*`, `(\w+\s?){2,100}`),
  *  - back-references (`\1`, `\k<name>`),
- *  - more than MAX_UNBOUNDED unbounded quantifiers in total (polynomial blow-up
- *    such as `.*a.*b.*c.*d`).
+ *  - more unbounded quantifiers (`*`, `+`, and `{n,m}` with m > 10 or no m)
+ *    than keep the worst case within the square of the message length: each
+ *    one multiplies it by the length, and so does a search that is not
+ *    anchored with `^` (the engine tries every start position). So an
+ *    unanchored pattern may have one (`a+b`), an anchored one two (`^.*a.*b`);
+ *    `.*a.*b` takes seconds on a few thousand characters.
  * Together with the message length limit this keeps every match bounded.
  */
 
-export const MAX_UNBOUNDED = 3;
+/** Unbounded quantifiers allowed in a pattern anchored with `^` (one fewer when not anchored). */
+export const MAX_UNBOUNDED = 2;
 export const MAX_PATTERN_LENGTH = 500;
 
 interface Frame {
@@ -91,16 +96,17 @@ export function checkRegex(pattern: string, flags: string): string | undefined {
       if (m) {
         isQuantifier = true;
         len = m[0].length;
-        isUnbounded = m[2] !== undefined && (m[3] === '' || Number(m[3]) > 100);
+        const max = m[2] === undefined ? Number(m[1]) : m[3] === '' ? Infinity : Number(m[3]);
+        isUnbounded = max > 10;
       }
     }
     if (isQuantifier) {
       if (pattern[i + len] === '?') len++; // lazy variant
+      if (isUnbounded && lastGroup && (lastGroup.hasUnbounded || lastGroup.hasAlternation)) {
+        return 'a repeated group contains a repetition or an alternation (nested quantifiers backtrack exponentially)';
+      }
       if (isUnbounded) {
         unbounded++;
-        if (lastGroup && (lastGroup.hasUnbounded || lastGroup.hasAlternation)) {
-          return 'a repeated group contains a repetition or an alternation (nested quantifiers backtrack exponentially)';
-        }
         top().hasUnbounded = true;
       }
       lastGroup = undefined;
@@ -110,6 +116,10 @@ export function checkRegex(pattern: string, flags: string): string | undefined {
     lastGroup = undefined;
     i++;
   }
-  if (unbounded > MAX_UNBOUNDED) return `more than ${MAX_UNBOUNDED} unbounded repetitions (*, +, {n,})`;
+  const anchored = pattern.startsWith('^') && !stack[0]!.hasAlternation;
+  const allowed = anchored ? MAX_UNBOUNDED : MAX_UNBOUNDED - 1;
+  if (unbounded > allowed) {
+    return `${unbounded} unbounded repetitions (*, +, {n,} or {n,m} with m > 10) can take time growing faster than the square of the message length; use at most ${MAX_UNBOUNDED - 1}, or ${MAX_UNBOUNDED} in a pattern anchored with ^`;
+  }
   return undefined;
 }

@@ -24,7 +24,7 @@ export interface ParseResult {
 
 type Path = readonly (string | number)[];
 
-/** Derives a character id from a file name: lower-cased, unsafe characters dropped. */
+/** Derives a character id from a file name: the base name without .yaml/.yml, lower-cased. */
 export function idFromFileName(file: string): string {
   const base = file.split(/[\\/]/).pop() ?? file;
   return base.replace(/\.(ya?ml)$/i, '').toLowerCase();
@@ -105,21 +105,14 @@ export function parseCharacterScript(text: string, file: string): ParseResult {
       return compileTemplate(source);
     } catch (err) {
       if (!(err instanceof TemplateError)) throw err;
-      const node = nodeAt(path);
-      const start = node?.range?.[0];
-      const base = start === undefined ? { line: 1, col: 1 } : lineCounter.linePos(start);
-      // Position inside the template, relative to the start of the YAML scalar
-      // (exact for plain and quoted one-line scalars, close for block scalars).
-      const quoted = start !== undefined && (text[start] === '"' || text[start] === "'");
-      const line = base.line + err.line - 1;
-      const column = err.line === 1 ? base.col + err.column - 1 + (quoted ? 1 : 0) : err.column;
-      issues.push({ file, line, column, message: `template: ${err.message}` });
+      const { line, col } = lineCounter.linePos(templateOffset(text, nodeAt(path), source, err.offset));
+      issues.push({ file, line, column: col, message: `template: ${err.message}` });
       return undefined;
     }
   };
 
   const name = str('name', true).trim();
-  if (obj.name !== undefined && name === '') issue(['name'], '"name" must not be empty');
+  if (typeof obj.name === 'string' && name === '') issue(['name'], '"name" must not be empty');
   const idText = obj.id === undefined ? idFromFileName(file) : str('id', false);
   if (!CHARACTER_ID_RE.test(idText)) {
     if (obj.id === undefined) {
@@ -228,6 +221,26 @@ export function parseCharacterScript(text: string, file: string): ParseResult {
     source: file,
   });
   return { character, issues };
+}
+
+/**
+ * Where in the file a template error is. YAML quoting, escapes and block
+ * indentation make decoded offsets differ from file offsets, so the error is
+ * located by its action: the k-th "{{" of the template is the k-th "{{" of the
+ * scalar's source text, and the offset inside the action carries over (exact
+ * unless the action itself holds escapes or line breaks).
+ */
+function templateOffset(text: string, node: Node | undefined, template: string, errorOffset: number): number {
+  const range = node?.range;
+  if (!range) return 0;
+  const actionStart = template.lastIndexOf('{{', errorOffset);
+  if (actionStart < 0) return range[0];
+  let k = 0;
+  for (let i = template.indexOf('{{'); i >= 0 && i < actionStart; i = template.indexOf('{{', i + 2)) k++;
+  const src = text.slice(range[0], range[1]);
+  let pos = src.indexOf('{{');
+  for (let j = 0; j < k && pos >= 0; j++) pos = src.indexOf('{{', pos + 2);
+  return pos < 0 ? range[0] : range[0] + pos + (errorOffset - actionStart);
 }
 
 export function formatIssue(i: CharacterIssue): string {

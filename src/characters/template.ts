@@ -46,6 +46,8 @@ export class TemplateError extends Error {
     /** 1-based line and column inside the template text. */
     readonly line: number,
     readonly column: number,
+    /** 0-based offset inside the template text. */
+    readonly offset: number,
   ) {
     super(message);
     this.name = 'TemplateError';
@@ -121,13 +123,16 @@ function lexAction(src: string, start: number, end: number, fail: (msg: string, 
   return tokens;
 }
 
-const MACROS: Readonly<Record<string, TemplateField>> = { char: 'CharacterName', user: 'UserName' };
+const MACROS: ReadonlyMap<string, TemplateField> = new Map([
+  ['char', 'CharacterName'],
+  ['user', 'UserName'],
+]);
 
 /** Parses a template; throws TemplateError with the position of the first problem. */
 export function compileTemplate(source: string): Template {
   const fail: (msg: string, at: number) => never = (msg, at) => {
     const { line, column } = position(source, at);
-    throw new TemplateError(msg, line, column);
+    throw new TemplateError(msg, line, column, at);
   };
   const parts: Part[] = [];
   const fields = new Set<TemplateField>();
@@ -156,7 +161,7 @@ export function compileTemplate(source: string): Template {
     }
     if (text) parts.push(text);
     const body = source.slice(bodyStart, bodyEnd).trim();
-    const macro = MACROS[body.toLowerCase()];
+    const macro = MACROS.get(body.toLowerCase());
     if (macro) {
       fields.add(macro);
       parts.push({ operand: { kind: 'field', name: macro }, calls: [] });

@@ -36,7 +36,10 @@ export function decodeFrame(data: ArrayBuffer | Uint8Array, isBinary: boolean): 
     try {
       return unpackr.unpack(bytes);
     } catch (cause) {
-      const reason = cause instanceof RangeError ? 'nesting too deep' : (cause as Error).message;
+      // A stack overflow is the decoder recursing into deeply nested input;
+      // other RangeErrors (reading past the end of a sized value) are truncation.
+      const message = (cause as Error).message;
+      const reason = /call stack/i.test(message) ? 'nesting too deep' : cause instanceof RangeError ? `truncated input (${message})` : message;
       throw new NpcdError('ERR_PROTOCOL_MALFORMED', `invalid MessagePack: ${reason}`, { cause });
     }
   }

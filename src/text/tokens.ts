@@ -13,6 +13,8 @@ const WORD_RE = /^[\p{L}\p{N}\p{M}]/u;
 const CLOSING_RE = /^[.,!?;:%)\]}»”’…、。，！？；：）」』】]$/u;
 /** Punctuation that attaches to the word after it ("(word" "“word"). */
 const OPENING_RE = /^[([{«“‘「『【#@$]$/u;
+/** Symbols that join the words on both sides ("forty-one", "and/or"). */
+const JOINER_RE = /^[-/_~·]$/u;
 
 export function tokenize(text: string): string[] {
   return text.match(TOKEN_RE) ?? [];
@@ -34,16 +36,17 @@ export function isSentenceEnd(token: string): boolean {
 }
 
 /**
- * The text to emit for `token` when it follows `prev`: a space is put between
- * two words, and after closing punctuation before a word — never around CJK.
+ * The text to emit for `token` when it follows `prev`: no space around CJK,
+ * before closing punctuation, after opening punctuation, or on either side of
+ * a joiner ("forty-one"); one space otherwise (between words, after closing
+ * punctuation, around other symbols: "salt & pepper").
  */
 export function spaced(prev: string | undefined, token: string): string {
   if (prev === undefined) return token;
   if (isCjk(token) || isCjk(prev)) return token;
-  if (CLOSING_RE.test(token)) return token;
-  if (OPENING_RE.test(prev)) return token;
-  if (WORD_RE.test(token) || OPENING_RE.test(token)) return ' ' + token;
-  return token;
+  if (CLOSING_RE.test(token) || JOINER_RE.test(token)) return token;
+  if (OPENING_RE.test(prev) || JOINER_RE.test(prev)) return token;
+  return ' ' + token;
 }
 
 /**

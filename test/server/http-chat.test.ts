@@ -49,7 +49,7 @@ for (const how of ['stream flag', 'Accept header'] as const) {
   t.test(`POST /v1/chat streams SSE (${how})`, async (t) => {
     const { http } = await testServer(t, { model: 'mock', mockTokens: 4, mockTokenDelayMs: 5 });
     const body = how === 'stream flag' ? { ...CURL_BODY, stream: true } : CURL_BODY;
-    const headers = how === 'Accept header' ? { accept: 'text/event-stream' } : {};
+    const headers: Record<string, string> = how === 'Accept header' ? { accept: 'text/event-stream' } : {};
     const res = await postJson(`${http}/v1/chat`, body, headers);
     t.equal(res.status, 200);
     t.match(res.headers.get('content-type'), /^text\/event-stream/);
