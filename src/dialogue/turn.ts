@@ -1,8 +1,8 @@
 /**
- * One turn: triggers → state machine → prompt → provider. It yields the
- * events of the reply as they happen and returns the finished reply; the
- * session layer numbers them and persists the result. Nothing here knows
- * about sockets or sessions.
+ * One turn: triggers → state machine → prompt → provider. It hands the
+ * events of the reply to a sink as they happen and returns the finished
+ * reply; the session layer numbers them and persists the result. Nothing here
+ * knows about sockets or sessions.
  */
 import type { TemplateContext } from '../characters/template.js';
 import { evaluateTriggers } from '../characters/triggers.js';
@@ -35,9 +35,13 @@ export interface TurnInput {
   readonly signal: AbortSignal;
 }
 
-export type TurnEvent =
-  | { readonly type: 'start'; readonly state: string; readonly scripted: boolean }
-  | { readonly type: 'token'; readonly text: string };
+/** Receives a turn's events as they happen. */
+export interface TurnSink {
+  /** The reply starts, in `state` (after this turn's transitions); the turn waits for it. */
+  start(state: string): Promise<void>;
+  /** A piece of the reply. A returned promise pauses the turn until it settles. */
+  token(text: string): void | Promise<void>;
+}
 
 export interface TurnResult {
   readonly text: string;
@@ -50,7 +54,12 @@ export function turnSeed(sessionId: string, turnNumber: number, text: string): n
   return fnv1a(`${sessionId}\u0000${turnNumber}\u0000${text}`);
 }
 
-export async function* runTurn(input: TurnInput): AsyncGenerator<TurnEvent, TurnResult, void> {
+/**
+ * Runs the turn. Rejects with the AbortError when `input.signal` aborts (the
+ * sink has seen every piece produced until then), and with ERR_PROVIDER_FAILED
+ * when the provider fails.
+ */
+export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnResult> {
   const { character, text, signal } = input;
   const { respond, nextState } = evaluateTriggers(character, input.state, text);
   const context: TemplateContext = {
@@ -62,7 +71,7 @@ export async function* runTurn(input: TurnInput): AsyncGenerator<TurnEvent, Turn
     Turn: String(input.turnNumber),
   };
   const prompt = buildPrompt({ character, state: nextState, history: input.history, userText: text, userTokens: input.textTokens, context });
-  yield { type: 'start', state: nextState, scripted: respond !== undefined };
+  await sink.start(nextState);
 
   let reply = '';
   let tokens = 0;
@@ -73,7 +82,7 @@ export async function* runTurn(input: TurnInput): AsyncGenerator<TurnEvent, Turn
       await pause(tokens === 0 ? 0 : input.scriptTokenDelayMs, signal);
       reply += piece;
       tokens++;
-      yield { type: 'token', text: piece };
+      await sink.token(piece);
     }
     const finish: FinishReason = reply.length < rendered.length ? 'length' : 'stop';
     return { text: reply, state: nextState, finish, usage: { prompt_tokens: input.textTokens, completion_tokens: countTokens(reply) } };
@@ -93,7 +102,8 @@ export async function* runTurn(input: TurnInput): AsyncGenerator<TurnEvent, Turn
       }
       reply += step.value;
       tokens++;
-      yield { type: 'token', text: step.value };
+      const paused = sink.token(step.value);
+      if (paused) await paused;
     }
   } catch (err) {
     if (signal.aborted) throw err;

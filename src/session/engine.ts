@@ -194,55 +194,46 @@ export class SessionEngine {
     const data = session.data;
     data.userTurns++;
     const userTurn: Turn = { id: generation.id, role: 'user', character: character.id, text, at: Date.now(), tokens: countTokens(text) };
-    const gen = runTurn({
+    let reply = '';
+    let state = session.stateOf(character.id, character.initialState);
+    let tokens = 0;
+    let result: TurnResult | undefined;
+    let finish: FinishReason = 'stop';
+    const input = {
       sessionId: session.id,
       character,
-      state: session.stateOf(character.id, character.initialState),
+      state,
       text,
       textTokens: userTurn.tokens,
-      // Read when the prompt is built, before the first event; the user turn
-      // is appended only after that.
+      // Read when the prompt is built, before start(); the user turn is
+      // appended only then.
       history: data.turns,
       turnNumber: data.userTurns,
       provider,
       maxTokens: limits.maxReplyTokens,
       scriptTokenDelayMs: limits.scriptTokenDelayMs,
       signal,
-    });
-    let reply = '';
-    let state = session.stateOf(character.id, character.initialState);
-    let first = true;
-    let frames = 0;
-    let result: TurnResult | undefined;
-    let finish: FinishReason = 'stop';
+    };
     try {
-      for (;;) {
-        const step = await gen.next();
-        if (step.done) {
-          result = step.value;
-          break;
-        }
-        const ev = step.value;
-        if (ev.type === 'start') {
-          state = ev.state;
+      result = await runTurn(input, {
+        start: async (next) => {
+          state = next;
           data.states[character.id] = state;
           this.pushTurn(data, userTurn);
           await store.appendTurns(data.id, [userTurn], limits.maxHistoryTurns);
           await store.save(data);
           session.emit({ t: 'start', seq: 0, id: generation.id, character: character.id, state });
-        } else {
+        },
+        token: (piece) => {
+          if (tokens++ === 0) m.ttft.observe(labels, (performance.now() - started) / 1000);
+          reply += piece;
+          tokenCount.value++;
+          session.emit({ t: 'token', seq: 0, id: generation.id, text: piece });
           // A provider that yields synchronously must not hold the event loop
           // for a whole reply: let I/O run every so often.
-          if (++frames % YIELD_EVERY === 0) await setImmediate();
-          if (first) {
-            m.ttft.observe(labels, (performance.now() - started) / 1000);
-            first = false;
-          }
-          reply += ev.text;
-          tokenCount.value++;
-          session.emit({ t: 'token', seq: 0, id: generation.id, text: ev.text });
-        }
-      }
+          return tokens % YIELD_EVERY === 0 ? setImmediate() : undefined;
+        },
+      });
       finish = result.finish;
     } catch (err) {
       if (!signal.aborted) {
