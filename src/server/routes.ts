@@ -9,6 +9,7 @@ import { isErrorCode, NpcdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { decodeJson } from '../protocol/codec.js';
+import type { StreamFrame } from '../protocol/types.js';
 import {
   asMap,
   MAX_CHARACTER_REF_LENGTH,
@@ -201,43 +202,14 @@ async function chat(x: HttpExchange, deps: RouteDeps): Promise<void> {
   if (x.aborted) return;
   const headers = { 'X-Session-Id': session.id };
 
-  if (stream) {
-    const sse = new SseWriter(x, deps.sseMaxQueuedBytes);
-    let started = false;
-    const unsubscribe = session.subscribe((f) => {
-      if (f.id !== id) return;
-      if (!started) {
-        x.beginStream(200, { ...SSE_HEADERS, ...headers });
-        started = true;
-      }
-      sse.write(sseEvent(f.t, JSON.stringify(f), f.seq));
-      if (f.t === 'done' || f.t === 'error') {
-        unsubscribe();
-        sse.end();
-      }
-    });
-    // The generation belongs to the session: a client that goes away only stops listening.
-    x.onAbort(unsubscribe);
-    try {
-      deps.engine.chat(session, { id, character, text: message });
-    } catch (err) {
-      unsubscribe();
-      x.error(err, headers);
-    }
-    return;
-  }
-
-  let characterId: string | undefined;
+  // Frames of this turn go to an SSE stream or into one JSON response; either
+  // way the listener ends with the turn. The generation belongs to the
+  // session: a client that goes away only stops listening.
+  const onFrame = stream ? sseReply(x, deps, headers) : jsonReply(x, session.id, id, headers);
   const unsubscribe = session.subscribe((f) => {
     if (f.id !== id) return;
-    if (f.t === 'start') characterId = f.character;
-    else if (f.t === 'done') {
-      unsubscribe();
-      x.json(200, { session_id: session.id, id, character: characterId, reply: f.text, state: f.state, seq: f.seq, finish: f.finish, usage: f.usage }, headers);
-    } else if (f.t === 'error') {
-      unsubscribe();
-      x.error(new NpcdError(isErrorCode(f.code) ? f.code : 'ERR_INTERNAL', f.message), headers);
-    }
+    if (f.t === 'done' || f.t === 'error') unsubscribe();
+    onFrame(f);
   });
   x.onAbort(unsubscribe);
   try {
@@ -246,4 +218,29 @@ async function chat(x: HttpExchange, deps: RouteDeps): Promise<void> {
     unsubscribe();
     x.error(err, headers);
   }
+}
+
+function sseReply(x: HttpExchange, deps: RouteDeps, headers: Record<string, string>): (f: StreamFrame) => void {
+  const sse = new SseWriter(x, deps.sseMaxQueuedBytes);
+  let started = false;
+  return (f) => {
+    if (!started) {
+      x.beginStream(200, { ...SSE_HEADERS, ...headers });
+      started = true;
+    }
+    sse.write(sseEvent(f.t, JSON.stringify(f), f.seq));
+    if (f.t === 'done' || f.t === 'error') sse.end();
+  };
+}
+
+function jsonReply(x: HttpExchange, sessionId: string, id: string, headers: Record<string, string>): (f: StreamFrame) => void {
+  let character: string | undefined;
+  return (f) => {
+    if (f.t === 'start') character = f.character;
+    else if (f.t === 'done') {
+      x.json(200, { session_id: sessionId, id, character, reply: f.text, state: f.state, seq: f.seq, finish: f.finish, usage: f.usage }, headers);
+    } else if (f.t === 'error') {
+      x.error(new NpcdError(isErrorCode(f.code) ? f.code : 'ERR_INTERNAL', f.message), headers);
+    }
+  };
 }

@@ -17,28 +17,35 @@ export async function testServer(t: Test, overrides: Partial<ServeConfig> = {}, 
   return { server, config, http: `http://127.0.0.1:${server.port}`, ws: `ws://127.0.0.1:${server.port}/v1/ws` };
 }
 
-export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any; headers: Headers }> {
-  const res = await fetch(url, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': 'application/json', ...headers } });
-  const text = await res.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // not JSON (SSE): keep the text
-  }
-  return { status: res.status, body: parsed, headers: res.headers };
+export interface JsonResponse {
+  status: number;
+  /** The parsed JSON body, or the text when it is not JSON (e.g. SSE). */
+  body: any;
+  headers: Headers;
 }
 
-export async function getJson(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any; headers: Headers }> {
-  const res = await fetch(url, { headers });
+async function request(url: string, init: RequestInit): Promise<JsonResponse> {
+  const res = await fetch(url, init);
   const text = await res.text();
-  let parsed: unknown = text;
+  let body: unknown = text;
   try {
-    parsed = JSON.parse(text);
+    body = JSON.parse(text);
   } catch {
-    // not JSON
+    // not JSON: keep the text
   }
-  return { status: res.status, body: parsed, headers: res.headers };
+  return { status: res.status, body, headers: res.headers };
+}
+
+export function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<JsonResponse> {
+  return request(url, {
+    method: 'POST',
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    headers: { 'content-type': 'application/json', ...headers },
+  });
+}
+
+export function getJson(url: string, headers: Record<string, string> = {}): Promise<JsonResponse> {
+  return request(url, { headers });
 }
 
 /** Parses an SSE body into events. */
