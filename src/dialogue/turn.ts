@@ -43,8 +43,8 @@ export interface TurnSink {
   token(text: string): void | Promise<void>;
 }
 
+/** How the turn ended; the reply's text is what the sink received. */
 export interface TurnResult {
-  readonly text: string;
   readonly state: string;
   readonly finish: FinishReason;
   readonly usage: Usage;
@@ -73,19 +73,18 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
   const prompt = buildPrompt({ character, state: nextState, history: input.history, userText: text, userTokens: input.textTokens, context });
   await sink.start(nextState);
 
-  let reply = '';
   let tokens = 0;
   if (respond?.respond) {
     const rendered = respond.respond.render(context);
-    for (const piece of streamPieces(rendered)) {
-      if (tokens >= input.maxTokens) break;
+    const pieces = streamPieces(rendered);
+    const sent = pieces.slice(0, input.maxTokens);
+    for (const piece of sent) {
       await pause(tokens === 0 ? 0 : input.scriptTokenDelayMs, signal);
-      reply += piece;
       tokens++;
       await sink.token(piece);
     }
-    const finish: FinishReason = reply.length < rendered.length ? 'length' : 'stop';
-    return { text: reply, state: nextState, finish, usage: { prompt_tokens: input.textTokens, completion_tokens: countTokens(reply) } };
+    const finish: FinishReason = sent.length < pieces.length ? 'length' : 'stop';
+    return { state: nextState, finish, usage: { prompt_tokens: input.textTokens, completion_tokens: countTokens(sent.join('')) } };
   }
 
   const stream = input.provider.generate(
@@ -100,7 +99,6 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
         result = step.value;
         break;
       }
-      reply += step.value;
       tokens++;
       const paused = sink.token(step.value);
       if (paused) await paused;
@@ -112,5 +110,5 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
   const usage: Usage = result.usage
     ? { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens }
     : { prompt_tokens: prompt.tokens, completion_tokens: tokens };
-  return { text: reply, state: nextState, finish: result.finish, usage };
+  return { state: nextState, finish: result.finish, usage };
 }

@@ -194,9 +194,10 @@ export class SessionEngine {
     const data = session.data;
     data.userTurns++;
     const userTurn: Turn = { id: generation.id, role: 'user', character: character.id, text, at: Date.now(), tokens: countTokens(text) };
-    let reply = '';
+    // Pieces joined once at the end: a string grown by += is a rope of every
+    // piece, several times the size of the flat text kept in the history.
+    const pieces: string[] = [];
     let state = session.stateOf(character.id, character.initialState);
-    let tokens = 0;
     let result: TurnResult | undefined;
     let finish: FinishReason = 'stop';
     const input = {
@@ -225,13 +226,13 @@ export class SessionEngine {
           session.emit({ t: 'start', seq: 0, id: generation.id, character: character.id, state });
         },
         token: (piece) => {
-          if (tokens++ === 0) m.ttft.observe(labels, (performance.now() - started) / 1000);
-          reply += piece;
+          if (pieces.length === 0) m.ttft.observe(labels, (performance.now() - started) / 1000);
+          pieces.push(piece);
           tokenCount.value++;
           session.emit({ t: 'token', seq: 0, id: generation.id, text: piece });
           // A provider that yields synchronously must not hold the event loop
           // for a whole reply: let I/O run every so often.
-          return tokens % YIELD_EVERY === 0 ? setImmediate() : undefined;
+          return pieces.length % YIELD_EVERY === 0 ? setImmediate() : undefined;
         },
       });
       finish = result.finish;
@@ -246,8 +247,8 @@ export class SessionEngine {
       finish = 'cancelled';
     }
     // A cancelled reply keeps what was streamed; usage counts it approximately.
-    const usage = result?.usage ?? { prompt_tokens: userTurn.tokens, completion_tokens: countTokens(reply) };
-    const replyText = result?.text ?? reply;
+    const replyText = pieces.join('');
+    const usage = result?.usage ?? { prompt_tokens: userTurn.tokens, completion_tokens: countTokens(replyText) };
     const replyTurn: Turn = { id: generation.id, role: 'assistant', character: character.id, text: replyText, at: Date.now(), tokens: usage.completion_tokens, seq: session.seq + 1, finish };
     this.pushTurn(data, replyTurn);
     try {

@@ -20,7 +20,7 @@ export interface Generation {
 }
 
 /** How many accepted message ids a session remembers to refuse duplicates. */
-const RECENT_IDS = 1024;
+const RECENT_IDS = 256;
 
 export class Session {
   seq = 0;

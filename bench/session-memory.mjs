@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+// Heap held per session after it has chatted: N sessions × T turns through the
+// real session engine (mock provider, 16 tokens per reply), measured after a
+// full GC. Needs the build (dist/) and --expose-gc:
+//   node --expose-gc bench/session-memory.mjs [--sessions 1000] [--turns 170]
+//        [--replay-frames 512] [--history 200]
+import { parseArgs } from 'node:util';
+import { CharacterRegistry } from '../dist/characters/registry.js';
+import { BUNDLED_CHARACTERS } from '../dist/config/serve.js';
+import { silentLogger } from '../dist/log.js';
+import { Metrics } from '../dist/metrics/metrics.js';
+import { MockProvider } from '../dist/providers/mock.js';
+import { SessionEngine } from '../dist/session/engine.js';
+import { MemorySessionStore } from '../dist/session/memory-store.js';
+
+const { values } = parseArgs({
+  options: {
+    sessions: { type: 'string', default: '1000' },
+    turns: { type: 'string', default: '170' },
+    'replay-frames': { type: 'string', default: '512' },
+    history: { type: 'string', default: '200' },
+  },
+});
+if (typeof globalThis.gc !== 'function') {
+  console.error('run with node --expose-gc');
+  process.exit(2);
+}
+const sessions = Number(values.sessions);
+const turns = Number(values.turns);
+const registry = new CharacterRegistry();
+registry.loadDirectory(BUNDLED_CHARACTERS);
+const engine = new SessionEngine({
+  store: new MemorySessionStore(),
+  registry,
+  provider: new MockProvider({ tokens: 16, ttftMs: 0, tokenDelayMs: 0 }),
+  metrics: new Metrics({ defaultMetrics: false }),
+  logger: silentLogger,
+  limits: {
+    maxSessions: sessions + 1,
+    maxReplyTokens: 256,
+    maxHistoryTurns: Number(values.history),
+    replayFrames: Number(values['replay-frames']),
+    replayRetentionMs: 3_600_000,
+    sessionTtlMs: 3_600_000,
+    scriptTokenDelayMs: 0,
+  },
+});
+globalThis.gc();
+const before = process.memoryUsage().heapUsed;
+for (let s = 0; s < sessions; s++) {
+  const { session } = await engine.open(`bench-${s}`);
+  for (let i = 0; i < turns; i++) {
+    await engine.chat(session, { id: `m${i}`, character: 'gufeng-jianke', text: `bench message ${i}` }).finished;
+  }
+}
+globalThis.gc();
+const after = process.memoryUsage();
+const perSession = (after.heapUsed - before) / sessions;
+console.log(JSON.stringify({
+  sessions, turns, replayFrames: Number(values['replay-frames']), history: Number(values.history),
+  heapPerSessionKiB: Math.round(perSession / 102.4) / 10,
+  heapUsedMiB: Math.round(after.heapUsed / 1048576), rssMiB: Math.round(after.rss / 1048576),
+}));
+engine.close();
