@@ -252,7 +252,13 @@ export class WsServer {
       },
       message: (ws, message, isBinary) => {
         const conn = ws.getUserData().conn;
-        if (conn) this.onMessage(conn, message, isBinary);
+        if (!conn) return;
+        try {
+          this.onMessage(conn, message, isBinary);
+        } catch (err) {
+          // A bug must cost one frame, not the process.
+          this.internalError(conn, err);
+        }
       },
       drain: (ws) => ws.getUserData().conn?.onDrain(),
       ping: (ws) => {
@@ -319,7 +325,7 @@ export class WsServer {
           conn.sendError(new NpcdError('ERR_PROTOCOL_DUPLICATE_HELLO', `this connection already has session ${conn.session.id}; open a new connection for another session`));
           return;
         }
-        void this.hello(conn, frame);
+        this.hello(conn, frame).catch((err: unknown) => this.internalError(conn, err));
         return;
       case 'chat':
         if (!conn.session) return conn.sendError(new NpcdError('ERR_PROTOCOL_HELLO_REQUIRED'), frame.id);
@@ -391,6 +397,11 @@ export class WsServer {
       if (conn.closed) break;
       this.handle(conn, f);
     }
+  }
+
+  private internalError(conn: Connection, err: unknown): void {
+    this.log.error({ err }, 'unexpected error handling a WebSocket frame');
+    conn.sendError(new NpcdError('ERR_INTERNAL', 'internal error; the connection stays open'));
   }
 
   private checkHeartbeats(now: number): void {

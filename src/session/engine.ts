@@ -164,12 +164,18 @@ export class SessionEngine {
       session.generation = generation;
       session.data.lastActive = Date.now();
       this.generations.add(generation);
-      void this.run(session, generation, character, req.text).finally(() => {
-        this.generations.delete(generation);
-        if (session.generation === generation) session.generation = undefined;
-        session.data.lastActive = Date.now();
-        resolve();
-      });
+      void this.run(session, generation, character, req.text)
+        .catch((err: unknown) => {
+          // A bug, not a provider failure (run reports those): the client still gets an end.
+          this.log.error({ err, session: session.id }, 'turn failed unexpectedly');
+          session.emit({ t: 'error', seq: 0, id: req.id, code: 'ERR_INTERNAL', message: 'internal error' });
+        })
+        .finally(() => {
+          this.generations.delete(generation);
+          if (session.generation === generation) session.generation = undefined;
+          session.data.lastActive = Date.now();
+          resolve();
+        });
       return generation;
     } catch (err) {
       m.turns.inc({ provider, outcome: 'rejected' });
