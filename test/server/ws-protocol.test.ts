@@ -176,3 +176,26 @@ t.test('client-chosen session ids are kept', async (t) => {
   t.equal(res.status, 200);
   t.match(await res.json(), { session_id: 'player-42:npc', seq: 4, connected: true, user_turns: 1 });
 });
+
+t.test('a failing session store costs the turn an error frame, not the server', async (t) => {
+  const { MemorySessionStore } = await import('../../src/session/memory-store.js');
+  class FlakyStore extends MemorySessionStore {
+    fail = true;
+    override async appendTurns(...args: Parameters<MemorySessionStore['appendTurns']>): Promise<void> {
+      if (this.fail) throw new Error('disk on fire');
+      return super.appendTurns(...args);
+    }
+  }
+  const store = new FlakyStore();
+  const { ws } = await testServer(t, { model: 'mock', mockTokens: 2 }, { store });
+  const c = await TestClient.connect(ws);
+  t.teardown(() => c.close());
+  await c.hello();
+  const err = await c.chat('f1', CHAR, 'hello');
+  t.equal(err.t, 'error');
+  t.equal(err.code, 'ERR_INTERNAL');
+  t.type(err.seq, 'number', 'part of the stream');
+  store.fail = false;
+  const done = await c.chat('f2', CHAR, 'again');
+  t.equal(done.t, 'done', 'the session is usable afterwards');
+});
