@@ -1,4 +1,6 @@
 import t from 'tap';
+import { MemorySessionStore } from '../../src/session/memory-store.js';
+import type { Turn } from '../../src/session/types.js';
 import { testServer } from '../helpers/server.js';
 import { packr, TestClient } from '../helpers/ws-client.js';
 
@@ -178,12 +180,11 @@ t.test('client-chosen session ids are kept', async (t) => {
 });
 
 t.test('a failing session store costs the turn an error frame, not the server', async (t) => {
-  const { MemorySessionStore } = await import('../../src/session/memory-store.js');
   class FlakyStore extends MemorySessionStore {
     fail = true;
-    override async appendTurns(...args: Parameters<MemorySessionStore['appendTurns']>): Promise<void> {
+    override async appendTurns(id: string, turns: readonly Turn[], maxTurns: number): Promise<void> {
       if (this.fail) throw new Error('disk on fire');
-      return super.appendTurns(...args);
+      return super.appendTurns(id, turns, maxTurns);
     }
   }
   const store = new FlakyStore();
