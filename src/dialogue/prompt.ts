@@ -27,6 +27,8 @@ interface Rendered {
 }
 
 interface CharacterCache {
+  /** The system message as one template: system prompt, description, persona. */
+  system: string;
   templates: Map<string, Template>;
   /** Renderings of texts that only use static fields, with their token counts. */
   rendered: Map<string, Rendered>;
@@ -37,9 +39,20 @@ interface CharacterCache {
 // gets new ones), so a prompt costs a few lookups per turn.
 const caches = new WeakMap<Character, CharacterCache>();
 
-function render(c: Character, text: string, ctx: TemplateContext): Rendered {
+function cacheOf(c: Character): CharacterCache {
   let cache = caches.get(c);
-  if (!cache) caches.set(c, (cache = { templates: new Map(), rendered: new Map() }));
+  if (!cache) {
+    const parts = [c.systemPrompt || `You are ${c.name}. Stay in character.`];
+    if (c.description) parts.push(c.description);
+    // The persona is DSL text, not a template: escape any "{{" it holds.
+    if (c.persona) parts.push(`Persona: ${c.persona.replaceAll('{{', '{{"{{"}}')}`);
+    caches.set(c, (cache = { system: parts.join('\n\n'), templates: new Map(), rendered: new Map() }));
+  }
+  return cache;
+}
+
+function render(c: Character, text: string, ctx: TemplateContext): Rendered {
+  const cache = cacheOf(c);
   const hit = cache.rendered.get(text);
   if (hit) return hit;
   let t = cache.templates.get(text);
@@ -68,23 +81,9 @@ export interface Prompt {
   readonly tokens: number;
 }
 
-/** The system message as one template: system prompt, description, persona. */
-const systemTemplates = new WeakMap<Character, string>();
-function systemTemplate(c: Character): string {
-  let text = systemTemplates.get(c);
-  if (text === undefined) {
-    const parts = [c.systemPrompt || `You are ${c.name}. Stay in character.`];
-    if (c.description) parts.push(c.description);
-    // The persona is DSL text, not a template: escape any "{{" it holds.
-    if (c.persona) parts.push(`Persona: ${c.persona.replaceAll('{{', '{{"{{"}}')}`);
-    systemTemplates.set(c, (text = parts.join('\n\n')));
-  }
-  return text;
-}
-
 export function buildPrompt(input: PromptInput): Prompt {
   const { character: c, context, history } = input;
-  const system = render(c, systemTemplate(c), context);
+  const system = render(c, cacheOf(c).system, context);
   const greeting = c.greeting ? render(c, c.greeting, context) : undefined;
   const stateLine = render(c, `{{char}}'s current state: ${input.state}.`, context);
 

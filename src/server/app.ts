@@ -40,6 +40,15 @@ export interface NpcdServer {
   shutdown(timeoutMs?: number): Promise<void>;
 }
 
+function loadCharacters(dir: string, metrics: Metrics, log: Logger): CharacterRegistry {
+  const registry = new CharacterRegistry();
+  const { loaded, failed } = registry.loadDirectory(dir);
+  for (const issue of failed) log.error({ file: issue.file, line: issue.line, column: issue.column }, `character not loaded: ${formatIssue(issue)}`);
+  metrics.characterLoadErrors.inc(new Set(failed.map((f) => f.file)).size);
+  log.info({ dir, characters: loaded.map((c) => c.id) }, `loaded ${loaded.length} characters`);
+  return registry;
+}
+
 export async function startServer(config: ServeConfig, parts: ServerParts = {}): Promise<NpcdServer> {
   const logger = parts.logger ?? silentLogger;
   const log = logger.child({ subsystem: 'server' });
@@ -47,14 +56,7 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
   const provider = parts.provider ?? createProvider(config);
   const store = parts.store ?? new MemorySessionStore();
 
-  let registry = parts.registry;
-  if (!registry) {
-    registry = new CharacterRegistry();
-    const { loaded, failed } = registry.loadDirectory(config.characters);
-    for (const issue of failed) log.error({ file: issue.file, line: issue.line, column: issue.column }, `character not loaded: ${formatIssue(issue)}`);
-    metrics.characterLoadErrors.inc(new Set(failed.map((f) => f.file)).size);
-    log.info({ dir: config.characters, characters: loaded.map((c) => c.id) }, `loaded ${loaded.length} characters`);
-  }
+  const registry = parts.registry ?? loadCharacters(config.characters, metrics, log);
   metrics.characters.set(registry.size);
 
   const engine = new SessionEngine({
@@ -91,7 +93,6 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
   });
   ws.register(app, '/v1/ws');
   let shuttingDown = false;
-  const reg = registry;
   registerRoutes(app, {
     engine,
     registry,
@@ -105,7 +106,7 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
     isReady: () =>
       shuttingDown
         ? { ready: false, reason: 'shutting_down' }
-        : reg.size === 0
+        : registry.size === 0
           ? { ready: false, reason: 'no_characters' }
           : { ready: true, reason: 'ok' },
   });

@@ -4,7 +4,7 @@
  * async gap, and records the HTTP metrics once when the response ends.
  */
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import { type ErrorCode, NpcdError, toNpcdError } from '../errors.js';
+import { NpcdError, toNpcdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 
@@ -32,10 +32,8 @@ export class HttpExchange {
   finished = false;
   private readonly started = performance.now();
   private abortHandlers: (() => void)[] = [];
-  private statusCode = 200;
   /** Headers copied out of the request, which is only valid during the route callback. */
   readonly headers: Readonly<Record<string, string>>;
-  readonly url: string;
   readonly query: string;
 
   constructor(
@@ -44,7 +42,6 @@ export class HttpExchange {
     readonly route: string,
     readonly method: string,
     private readonly deps: ExchangeDeps,
-    wantedHeaders: readonly string[] = [],
   ) {
     res.onAborted(() => {
       this.aborted = true;
@@ -53,9 +50,8 @@ export class HttpExchange {
       for (const h of this.abortHandlers) h();
     });
     const headers: Record<string, string> = {};
-    for (const name of ['authorization', 'content-length', 'accept', ...wantedHeaders]) headers[name] = req.getHeader(name);
+    for (const name of ['authorization', 'content-length', 'accept']) headers[name] = req.getHeader(name);
     this.headers = headers;
-    this.url = req.getUrl();
     this.query = req.getQuery() ?? '';
   }
 
@@ -71,7 +67,7 @@ export class HttpExchange {
   }
 
   /** Marks the response ended for metrics; call once, right after the final end(). */
-  ended(status = this.statusCode, reason?: string): void {
+  ended(status = 200, reason?: string): void {
     if (this.finished) return;
     this.finished = true;
     this.record(status, reason);
@@ -102,15 +98,10 @@ export class HttpExchange {
     this.send(e.status, 'application/json; charset=utf-8', body, extraHeaders, close, e.code);
   }
 
-  errorCode(code: ErrorCode, message?: string): void {
-    this.error(new NpcdError(code, message));
-  }
-
-  /** Starts a streamed response (status and headers now, body later). */
-  beginStream(status: number, headers: Record<string, string>): void {
-    this.statusCode = status;
+  /** Starts a streamed 200 response (headers now, body later). */
+  beginStream(headers: Record<string, string>): void {
     this.res.cork(() => {
-      this.res.writeStatus(statusLine(status));
+      this.res.writeStatus(statusLine(200));
       for (const [k, v] of Object.entries(headers)) this.res.writeHeader(k, v);
     });
   }

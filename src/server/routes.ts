@@ -225,7 +225,7 @@ function sseReply(x: HttpExchange, deps: RouteDeps, headers: Record<string, stri
   let started = false;
   return (f) => {
     if (!started) {
-      x.beginStream(200, { ...SSE_HEADERS, ...headers });
+      x.beginStream({ ...SSE_HEADERS, ...headers });
       started = true;
     }
     sse.write(sseEvent(f.t, JSON.stringify(f), f.seq));

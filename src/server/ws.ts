@@ -377,7 +377,7 @@ export class WsServer {
     }
     const resume = frame.resume;
     const ahead = resume !== undefined && resume > session.seq;
-    const gap = resume !== undefined && (ahead || session.log.since(resume, session.seq) === undefined);
+    const gap = resume !== undefined && (ahead || !session.log.covers(resume, session.seq));
     if (resume !== undefined) metrics.resumes.inc({ result: gap ? 'gap' : 'replayed' });
     conn.ws.cork(() => {
       conn.sendControl({ t: 'welcome', session: session.id, seq: session.seq, heartbeat_ms: limits.heartbeatIntervalMs, resumed: resume !== undefined && !gap });

@@ -39,14 +39,21 @@ export class ReplayLog {
     this.count = 0;
   }
 
+  /** True when every frame with seq in (after, lastSeq] is still kept. */
+  covers(after: number, lastSeq: number): boolean {
+    if (after >= lastSeq) return true;
+    const oldest = this.oldestSeq;
+    return oldest !== undefined && oldest <= after + 1;
+  }
+
   /**
    * Frames with seq > `after`, oldest first; undefined when some of them have
    * already left the log (the caller reports ERR_RESUME_GAP).
    */
   since(after: number, lastSeq: number): StreamFrame[] | undefined {
     if (after >= lastSeq) return [];
-    const oldest = this.oldestSeq;
-    if (oldest === undefined || oldest > after + 1) return undefined;
+    if (!this.covers(after, lastSeq)) return undefined;
+    const oldest = this.oldestSeq!;
     const out: StreamFrame[] = [];
     // Seqs in the log are consecutive, so the first wanted frame is at a known offset.
     for (let i = after + 1 - oldest; i < this.count; i++) out.push(this.ring[(this.start + i) % this.capacity]!);
