@@ -63,6 +63,21 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
+/**
+ * Codes of errors thrown by the native module (native/) and its loader. They
+ * never reach clients as such: the server turns them into the codes above
+ * (a decode error becomes ERR_PROTOCOL_MALFORMED) or falls back to the
+ * JavaScript implementations, and logs them.
+ */
+export const NATIVE_ERRORS = {
+  ERR_NATIVE_LOAD: 'The native module could not be loaded (missing, built for another platform, or another ABI version).',
+  ERR_NATIVE_INVALID_ARG: 'A native function was called with an argument of the wrong type or range.',
+  ERR_NATIVE_NAPI: 'An N-API call failed inside the native module.',
+  ERR_NATIVE_PANIC: 'Native code panicked; the panic was caught and the process keeps running.',
+  ERR_NATIVE_MSGPACK_ENCODE: 'A value cannot be encoded as MessagePack (symbol, BigInt beyond 64 bits, nesting deeper than 512).',
+  ERR_NATIVE_MSGPACK_DECODE: 'MessagePack input is malformed, truncated or over a decode limit; `offset` and `reason` say where and why.',
+} as const satisfies Record<string, string>;
+
 export class NpcdError extends Error {
   readonly code: ErrorCode;
   readonly status: number;

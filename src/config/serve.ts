@@ -35,6 +35,8 @@ export interface ServeConfig {
   readonly mockTokens: number;
   readonly mockTtftMs: number;
   readonly mockTokenDelayMs: number;
+  readonly native: boolean;
+  readonly maxFrameDepth: number;
 }
 
 /** The bundled characters folder, next to package.json. */
@@ -57,6 +59,7 @@ export const SERVE_FLAGS: FlagTable<keyof ServeConfig> = {
   maxSessions: { flag: 'max-sessions', env: 'NPCD_MAX_SESSIONS', type: 'int', default: 100_000, min: 1, help: 'Maximum sessions held; new sessions beyond it get ERR_SESSION_LIMIT.', metavar: 'N' },
   maxFrameBytes: { flag: 'max-frame-bytes', env: 'NPCD_MAX_FRAME_BYTES', type: 'bytes', default: '16KiB', min: 256, max: 16 * 1024 * 1024, help: 'Largest WebSocket message accepted. Larger messages get ERR_PROTOCOL_FRAME_TOO_LARGE; above 4x this size the connection is closed (1009/1006) without reading the message.', metavar: 'SIZE' },
   maxBodyBytes: { flag: 'max-body-bytes', env: 'NPCD_MAX_BODY_BYTES', type: 'bytes', default: '64KiB', min: 256, max: 64 * 1024 * 1024, help: 'Largest HTTP request body accepted; larger bodies get 413 ERR_HTTP_BODY_TOO_LARGE.', metavar: 'SIZE' },
+  maxFrameDepth: { flag: 'max-frame-depth', env: 'NPCD_MAX_FRAME_DEPTH', type: 'int', default: 32, min: 2, max: 1000, help: 'Deepest nesting of arrays and maps accepted in a MessagePack frame (native codec); deeper frames get ERR_PROTOCOL_MALFORMED.', metavar: 'N' },
   maxMessageChars: { flag: 'max-message-chars', env: 'NPCD_MAX_MESSAGE_CHARS', type: 'int', default: 4000, min: 1, help: 'Longest chat message (in characters) accepted; longer ones get ERR_CHAT_TEXT_TOO_LONG.', metavar: 'N' },
   maxReplyTokens: { flag: 'max-reply-tokens', env: 'NPCD_MAX_REPLY_TOKENS', type: 'int', default: 256, min: 1, max: 100_000, help: 'Upper bound on tokens generated per reply.', metavar: 'N' },
   maxHistoryTurns: { flag: 'max-history-turns', env: 'NPCD_MAX_HISTORY_TURNS', type: 'int', default: 200, min: 2, help: 'Messages kept per session in memory; the oldest are dropped beyond it.', metavar: 'N' },
@@ -70,6 +73,7 @@ export const SERVE_FLAGS: FlagTable<keyof ServeConfig> = {
   scriptTokenDelayMs: { flag: 'script-token-delay', env: 'NPCD_SCRIPT_TOKEN_DELAY', type: 'duration', default: '30ms', min: 0, max: 10_000, help: 'Pause between tokens of the script provider, so replies stream like a model\'s (0 streams at once).', metavar: 'DURATION' },
   mockTokens: { flag: 'mock-tokens', env: 'NPCD_MOCK_TOKENS', type: 'int', default: 16, min: 1, max: 100_000, help: 'Tokens per reply of the mock provider.', metavar: 'N' },
   mockTtftMs: { flag: 'mock-ttft', env: 'NPCD_MOCK_TTFT', type: 'duration', default: '0ms', min: 0, help: 'Mock provider: delay before the first token.', metavar: 'DURATION' },
+  native: { flag: 'native', env: 'NPCD_NATIVE', type: 'bool', default: true, help: 'Use the native module (native/, Rust) for MessagePack and vector search; --no-native uses msgpackr, hnswlib-node and JS instead. When the module does not load, npcd logs why and uses those.' },
   mockTokenDelayMs: { flag: 'mock-token-delay', env: 'NPCD_MOCK_TOKEN_DELAY', type: 'duration', default: '0ms', min: 0, help: 'Mock provider: delay between tokens.', metavar: 'DURATION' },
 };
 

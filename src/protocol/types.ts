@@ -9,6 +9,8 @@ export interface HelloFrame {
   session?: string;
   resume?: number;
   token?: string;
+  /** The client reads several MessagePack frames from one binary message. */
+  batch?: boolean;
 }
 export interface ChatFrame {
   t: 'chat';
@@ -43,6 +45,8 @@ export interface WelcomeFrame {
   seq: number;
   heartbeat_ms: number;
   resumed: boolean;
+  /** Present (true) when the server will batch stream frames for this client. */
+  batch?: boolean;
 }
 export interface StartFrame {
   t: 'start';

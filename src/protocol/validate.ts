@@ -118,6 +118,7 @@ export function parseClientFrame(value: unknown, limits: FrameLimits): ClientFra
       if (session !== undefined) frame.session = session;
       if (resume !== undefined) frame.resume = resume;
       if (token !== undefined) frame.token = token;
+      if (optionalBoolean(obj, 'batch') === true) frame.batch = true;
       return frame;
     }
     case 'chat':

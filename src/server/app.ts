@@ -10,6 +10,7 @@ import type { ServeConfig } from '../config/serve.js';
 import { NpcdError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import { Metrics } from '../metrics/metrics.js';
+import { createCodec, DEFAULT_DECODE_LIMITS, type FrameCodec } from '../protocol/codec.js';
 import { createProvider } from '../providers/index.js';
 import type { ModelProvider } from '../providers/types.js';
 import { SessionEngine } from '../session/engine.js';
@@ -26,6 +27,8 @@ export interface ServerParts {
   store?: SessionStore;
   metrics?: Metrics;
   logger?: Logger;
+  /** Default: native unless config.native is false or the module does not load. */
+  codec?: FrameCodec;
 }
 
 export interface NpcdServer {
@@ -34,6 +37,7 @@ export interface NpcdServer {
   readonly registry: CharacterRegistry;
   readonly metrics: Metrics;
   readonly ws: WsServer;
+  readonly codec: FrameCodec;
   /** The bound port (useful with --port 0). */
   readonly port: number;
   /** Graceful shutdown; resolves when every connection is closed. Idempotent. */
@@ -76,9 +80,26 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
     },
   });
 
+  let codec = parts.codec;
+  if (!codec) {
+    const chosen = createCodec({
+      native: config.native,
+      limits: {
+        ...DEFAULT_DECODE_LIMITS,
+        maxInputBytes: config.maxFrameBytes,
+        maxStrBytes: config.maxFrameBytes,
+        maxDepth: config.maxFrameDepth,
+      },
+    });
+    codec = chosen.codec;
+    if (chosen.fallbackReason && config.native) log.warn({ reason: chosen.fallbackReason }, 'native module not loaded; using the JavaScript implementations');
+  }
+  log.info({ msgpack: codec.implementation }, `implementations: MessagePack ${codec.implementation}`);
+
   const app = uWS.App();
   const ws = new WsServer({
     engine,
+    codec,
     metrics,
     logger,
     limits: {
@@ -148,5 +169,5 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
     return shutdownPromise;
   };
 
-  return { app, engine, registry, metrics, ws, port, shutdown };
+  return { app, engine, registry, metrics, ws, codec, port, shutdown };
 }

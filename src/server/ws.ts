@@ -10,7 +10,7 @@ import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { NpcdError, toNpcdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { decodeFrame, encodeFrame, type WireFormat } from '../protocol/codec.js';
+import type { FrameCodec, WireFormat } from '../protocol/codec.js';
 import {
   type ChatFrame,
   CLIENT_FRAME_TYPES,
@@ -22,6 +22,7 @@ import {
   type ServerFrame,
   type ServerFrameType,
   type StreamFrame,
+  type WelcomeFrame,
 } from '../protocol/types.js';
 import { MAX_ID_LENGTH, parseClientFrame } from '../protocol/validate.js';
 import type { SessionEngine } from '../session/engine.js';
@@ -41,6 +42,8 @@ export interface WsLimits {
 
 export interface WsDeps {
   readonly engine: SessionEngine;
+  /** MessagePack implementation (native or msgpackr). */
+  readonly codec: FrameCodec;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly limits: WsLimits;
@@ -58,6 +61,8 @@ type CloseReason = 'client' | 'heartbeat_timeout' | 'taken_over' | 'shutdown' | 
 
 export class Connection {
   format: WireFormat = 'msgpack';
+  /** The client asked (in hello) for several MessagePack frames per message. */
+  batch = false;
   session: Session | undefined;
   /** Seq of the last stream frame sent (or deliberately skipped). */
   cursor = 0;
@@ -81,7 +86,7 @@ export class Connection {
   /** Sends a frame that is not part of the stream (welcome, pong, connection errors). */
   sendControl(frame: ServerFrame): void {
     if (this.closed) return;
-    this.ws.cork(() => this.ws.send(encodeFrame(frame, this.format), this.format === 'msgpack'));
+    this.ws.cork(() => this.ws.send(this.server.deps.codec.encodeFrame(frame, this.format), this.format === 'msgpack'));
     this.server.framesOut[frame.t].value++;
   }
 
@@ -137,21 +142,50 @@ export class Connection {
     this.ws.cork(() => this.catchUp());
   };
 
-  /** Sends one stream frame; false when the connection should stop sending for now. */
-  private sendFrame(frame: StreamFrame): boolean {
-    const status = this.ws.send(encodeFrame(frame, this.format), this.format === 'msgpack');
+  /**
+   * Sends `count` stream frames starting at `frames[first]`, already encoded
+   * as `data` (one WebSocket message); false when the connection should stop
+   * sending for now.
+   */
+  private sendStream(data: Uint8Array | string, frames: readonly StreamFrame[], first: number, count: number): boolean {
+    const status = this.ws.send(data, this.format === 'msgpack');
     if (status === 2) {
       // Dropped by uWS (over maxBackpressure): the cursor stays, drain resends.
       this.pause();
       return false;
     }
-    this.cursor = frame.seq;
-    this.server.framesOut[frame.t].value++;
+    for (let i = first; i < first + count; i++) this.server.framesOut[frames[i]!.t].value++;
+    this.cursor = frames[first + count - 1]!.seq;
     if (status === 0 || this.ws.getBufferedAmount() > this.highWater) {
       this.pause();
       return false;
     }
     return true;
+  }
+
+  /**
+   * Sends frames in order. MessagePack frames are encoded a run at a time
+   * into one buffer (src/protocol/codec.ts); a client that accepts batches
+   * gets each run as one message.
+   */
+  private sendFrames(frames: readonly StreamFrame[]): void {
+    if (this.format === 'json') {
+      for (let i = 0; i < frames.length; i++) if (!this.sendStream(JSON.stringify(frames[i]), frames, i, 1)) return;
+      return;
+    }
+    const codec = this.server.deps.codec;
+    for (let i = 0; i < frames.length; ) {
+      const n = codec.encodeRun(frames, i);
+      const { bytes, ends } = codec;
+      if (this.batch && n > 1) {
+        if (!this.sendStream(bytes.subarray(0, ends[n - 1]), frames, i, n)) return;
+      } else {
+        for (let j = 0, start = 0; j < n; start = ends[j]!, j++) {
+          if (!this.sendStream(bytes.subarray(start, ends[j]), frames, i + j, 1)) return;
+        }
+      }
+      i += n;
+    }
   }
 
   private pause(): void {
@@ -172,7 +206,7 @@ export class Connection {
       this.cursor = oldest - 1;
       frames = s.log.since(this.cursor, s.seq) ?? [];
     }
-    for (const frame of frames) if (!this.sendFrame(frame)) return;
+    this.sendFrames(frames);
   }
 
   onDrain(): void {
@@ -296,7 +330,7 @@ export class WsServer {
     let frame: ClientFrame;
     let decoded: unknown;
     try {
-      decoded = decodeFrame(message, isBinary);
+      decoded = this.deps.codec.decodeFrame(message, isBinary);
       frame = parseClientFrame(decoded, limits);
     } catch (err) {
       this.framesIn.invalid.value++;
@@ -379,8 +413,11 @@ export class WsServer {
     const ahead = resume !== undefined && resume > session.seq;
     const gap = resume !== undefined && (ahead || !session.log.covers(resume, session.seq));
     if (resume !== undefined) metrics.resumes.inc({ result: gap ? 'gap' : 'replayed' });
+    conn.batch = frame.batch === true && conn.format === 'msgpack';
     conn.ws.cork(() => {
-      conn.sendControl({ t: 'welcome', session: session.id, seq: session.seq, heartbeat_ms: limits.heartbeatIntervalMs, resumed: resume !== undefined && !gap });
+      const welcome: WelcomeFrame = { t: 'welcome', session: session.id, seq: session.seq, heartbeat_ms: limits.heartbeatIntervalMs, resumed: resume !== undefined && !gap };
+      if (conn.batch) welcome.batch = true;
+      conn.sendControl(welcome);
       if (ahead) {
         // The client saw frames this session never had (e.g. an in-process session lost in a restart).
         conn.sendError(new NpcdError('ERR_RESUME_GAP', `resume ${resume} is ahead of this session's seq ${session.seq}; read GET /v1/sessions/${session.id}/messages`));

@@ -1,13 +1,20 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { ERRORS, type ErrorSpec } from '../../src/errors.js';
+import { ERRORS, type ErrorSpec, NATIVE_ERRORS } from '../../src/errors.js';
 
 const doc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
 const rows = new Map<string, { status: number; close: number | undefined; line: string }>();
+const nativeRows = new Set<string>();
 for (const line of doc.split('\n')) {
   const m = /^\| `(ERR_[A-Z_]+)` \| (\d{3}) \| ?(\d{4})? ?\|/.exec(line);
   if (m) rows.set(m[1]!, { status: Number(m[2]), close: m[3] ? Number(m[3]) : undefined, line });
+  const n = /^\| `(ERR_NATIVE_[A-Z_]+)` \| [^|]+ \|$/.exec(line);
+  if (n) nativeRows.add(n[1]!);
 }
+
+t.test('every native module error code is documented, and only those', async (t) => {
+  t.same([...nativeRows].sort(), Object.keys(NATIVE_ERRORS).sort());
+});
 
 t.test('every error code is documented in docs/errors.md with its status and close code', async (t) => {
   for (const [code, spec] of Object.entries(ERRORS) as [string, ErrorSpec][]) {
@@ -38,7 +45,21 @@ t.test('every code used in src/ is defined', async (t) => {
   walk(new URL('../../src', import.meta.url).pathname);
   for (const file of files) {
     for (const m of readFileSync(file, 'utf8').matchAll(/'(ERR_[A-Z_]+)'/g)) {
-      t.ok(Object.hasOwn(ERRORS, m[1]!), `${m[1]} (${file.split('/src/')[1]}) is defined`);
+      t.ok(Object.hasOwn(ERRORS, m[1]!) || Object.hasOwn(NATIVE_ERRORS, m[1]!), `${m[1]} (${file.split('/src/')[1]}) is defined`);
     }
   }
+});
+
+t.test('every ERR_NATIVE_* code raised in native/src is listed in NATIVE_ERRORS', async (t) => {
+  const { readdirSync } = await import('node:fs');
+  const dir = new URL('../../native/src/', import.meta.url);
+  const walk = (d: URL): URL[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(new URL(`${e.name}/`, d)) : e.name.endsWith('.rs') ? [new URL(e.name, d)] : []));
+  let found = 0;
+  for (const file of walk(dir)) {
+    for (const m of readFileSync(file, 'utf8').matchAll(/"(ERR_NATIVE_[A-Z_]*[A-Z])"/g)) {
+      found++;
+      t.ok(Object.hasOwn(NATIVE_ERRORS, m[1]!), `${m[1]} (${file.pathname.split('/native/src/')[1]}) is listed`);
+    }
+  }
+  t.ok(found > 0, 'codes were found');
 });

@@ -20,6 +20,8 @@ export class TestClient {
   readonly frames: Frame[] = [];
   /** Whether each received message was binary, in order. */
   readonly binary: boolean[] = [];
+  /** How many frames each received message carried (more than 1 only when batching). */
+  readonly framesPerMessage: number[] = [];
   closeCode: number | undefined;
   closeReason = '';
   private waiters: { pred: (f: Frame) => boolean; from: number; resolve: (f: Frame) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }[] = [];
@@ -30,9 +32,12 @@ export class TestClient {
     public format: 'msgpack' | 'json',
   ) {
     ws.on('message', (data: Buffer, isBinary: boolean) => {
-      const frame = (isBinary ? unpackr.unpack(data) : JSON.parse(data.toString('utf8'))) as Frame;
-      this.frames.push(frame);
+      // A binary message holds one frame, or several back to back for a
+      // client that asked for batches.
+      const frames = (isBinary ? unpackr.unpackMultiple(data) : [JSON.parse(data.toString('utf8'))]) as Frame[];
+      this.frames.push(...frames);
       this.binary.push(isBinary);
+      this.framesPerMessage.push(frames.length);
       this.check();
     });
     ws.on('close', (code, reason) => {
