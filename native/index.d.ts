@@ -64,6 +64,35 @@ export function decode(bytes: Uint8Array | ArrayBuffer, limits?: DecodeLimits): 
 /** Decodes a MessagePack stream: every value in `bytes`, back to back. */
 export function decodeStream(bytes: Uint8Array | ArrayBuffer, limits?: DecodeLimits): unknown[];
 
+/** Map keys a decode tape names by index (op 8): the protocol's field names. */
+export const knownKeys: readonly string[];
+
+/** A decode tape's arrays, bound by `createDecodeTape`. */
+export interface DecodeTape {
+  readonly __brand: 'DecodeTape';
+}
+
+/**
+ * Binds the arrays of a "decode tape", the flat layout in which
+ * `decodeToTape` hands a decoded value back for JS to build (building
+ * objects through N-API costs more than msgpackr's whole decode). The arrays
+ * must stay owned by the caller; the tape keeps them alive.
+ */
+export function createDecodeTape(ops: Uint8Array, nums: Float64Array): DecodeTape;
+
+/**
+ * Decodes exactly one MessagePack value with the `setDecodeLimits` limits
+ * (errors as `decode`) and lays it out on the tape in pre-order: `ops[i]` is
+ * 0 nil, 1 false, 2 true, 3 number, 4 string, 5 array, 6 map (pairs follow
+ * as key, value), 7 undefined, 8 a map key from `knownKeys` (its index is in
+ * `nums`); numbers, string lengths (UTF-16 units), array/map lengths and key
+ * indexes are taken in order from `nums`; the strings, joined, are
+ * the returned string. Returns undefined — call `decode` instead — when the
+ * value holds something the tape does not cover (BigInt, bin, ext,
+ * timestamps, arrays or maps as map keys) or does not fit the arrays.
+ */
+export function decodeToTape(tape: DecodeTape, bytes: Uint8Array | ArrayBuffer): string | undefined;
+
 /** Sets the limits `decode` uses when called without its own (for this thread; omitted fields take their defaults). */
 export function setDecodeLimits(limits: DecodeLimits): void;
 

@@ -21,9 +21,11 @@ const MAX_DECODE_DEPTH: u64 = 1000;
 
 /// Property names used by the frame writer and cached as JS strings.
 /// The index of a name here is its `Key`.
-const KEYS: [&str; 17] = [
+/// Also exported as `knownKeys`: a decode tape names these keys by index,
+/// so JS uses its own (interned) strings instead of slicing new ones.
+const KEYS: [&str; 20] = [
     "t", "seq", "id", "text", "character", "state", "usage", "finish", "code", "message", "session", "heartbeat_ms", "resumed", "ts",
-    "prompt_tokens", "completion_tokens", "batch",
+    "prompt_tokens", "completion_tokens", "batch", "v", "resume", "token",
 ];
 mod key {
     pub const T: usize = 0;
@@ -55,6 +57,8 @@ struct State {
     out: Vec<u8>,
     /// UTF-16 code units of a frame tape's joined strings.
     units: Vec<u16>,
+    /// Open containers while laying out a decode tape.
+    stack: Vec<(u64, bool)>,
     tape: Vec<Item<'static>>,
     limits: Limits,
 }
@@ -77,7 +81,7 @@ fn state(env: Env) -> Result<&'static mut State> {
                 v
             })
             .collect();
-        Ok(State { keys, packed_keys, out: Vec::with_capacity(64 * 1024), units: Vec::with_capacity(16 * 1024), tape: Vec::with_capacity(256), limits: Limits::default() })
+        Ok(State { keys, packed_keys, out: Vec::with_capacity(64 * 1024), units: Vec::with_capacity(16 * 1024), stack: Vec::with_capacity(64), tape: Vec::with_capacity(256), limits: Limits::default() })
     })
 }
 
@@ -112,6 +116,15 @@ pub fn register(env: Env, exports: napi_value) -> Result<()> {
     env.export_fn(exports, c"setDecodeLimits", Some(js_set_decode_limits))?;
     env.export_fn(exports, c"createFrameTape", Some(js_create_frame_tape))?;
     env.export_fn(exports, c"encodeFrameTape", Some(js_encode_frame_tape))?;
+    env.export_fn(exports, c"createDecodeTape", Some(js_create_decode_tape))?;
+    env.export_fn(exports, c"decodeToTape", Some(js_decode_to_tape))?;
+    let mut keys = ptr::null_mut();
+    napi_call!(env.0, napi_create_array_with_length(env.0, KEYS.len(), &mut keys))?;
+    for (i, k) in KEYS.iter().enumerate() {
+        let v = env.string(k)?;
+        napi_call!(env.0, napi_set_element(env.0, keys, i as u32, v))?;
+    }
+    env.set_named(exports, c"knownKeys", keys)?;
     let abi = env.uint32(1)?;
     env.set_named(exports, c"abiVersion", abi)?;
     Ok(())
@@ -765,6 +778,164 @@ fn decode_call(env: Env, ci: &crate::napi::CallInfo, stream: bool) -> Result<nap
     };
     give_tape(st, tape);
     result
+}
+
+// ---- Decode tapes --------------------------------------------------------------
+//
+// Building JS objects through N-API costs a call with an exception scope
+// per property, three times what msgpackr spends on a whole client frame.
+// So for the server's path the decoded value is handed back flat — an op
+// per value, numbers (and string lengths, in UTF-16 units) in a
+// Float64Array, every string joined into one JS string — and JS builds the
+// objects (src/protocol/codec.ts). Values the tape does not cover (BigInt,
+// bin, ext, timestamps, container keys) return undefined, and the caller
+// uses `decode`.
+
+/// Ops of a decode tape (src/protocol/codec.ts, `DecodeOp`).
+mod op {
+    pub const NIL: u8 = 0;
+    pub const FALSE: u8 = 1;
+    pub const TRUE: u8 = 2;
+    pub const NUM: u8 = 3;
+    pub const STR: u8 = 4;
+    pub const ARRAY: u8 = 5;
+    pub const MAP: u8 = 6;
+    pub const UNDEFINED: u8 = 7;
+    /// A map key from `KEYS`; its index is in nums.
+    pub const KNOWN_KEY: u8 = 8;
+}
+
+struct BoundDecodeTape {
+    /// This environment's state, looked up once (it lives as long as the environment).
+    state: *mut State,
+    ops: (*mut u8, usize),
+    nums: (*mut f64, usize),
+    refs: [napi_ref; 2],
+}
+
+unsafe extern "C" fn finalize_decode_tape(env: napi_env, data: *mut c_void, _hint: *mut c_void) {
+    crate::napi::no_unwind("decode tape finalizer", || {
+        // SAFETY: data is the box created by js_create_decode_tape, finalized once.
+        let tape = unsafe { Box::from_raw(data as *mut BoundDecodeTape) };
+        for r in tape.refs {
+            // SAFETY: each reference was created in this environment.
+            unsafe { sys::napi_delete_reference(env, r) };
+        }
+    });
+}
+
+unsafe extern "C" fn js_create_decode_tape(env: napi_env, info: napi_callback_info) -> napi_value {
+    // createDecodeTape(ops, nums)
+    callback(env, info, |env, ci| {
+        let ops = env.get_typed::<u8>(ci.arg(env, 0)?, sys::typedarray_type::napi_uint8_array, "ops", "Uint8Array")?;
+        let nums = env.get_typed::<f64>(ci.arg(env, 1)?, sys::typedarray_type::napi_float64_array, "nums", "Float64Array")?;
+        let mut refs = [ptr::null_mut(); 2];
+        for (i, r) in refs.iter_mut().enumerate() {
+            napi_call!(env.0, napi_create_reference(env.0, ci.args[i], 1, r))?;
+        }
+        let state: *mut State = state(env)?;
+        let raw = Box::into_raw(Box::new(BoundDecodeTape { state, ops: (ops.as_ptr() as *mut u8, ops.len()), nums: (nums.as_ptr() as *mut f64, nums.len()), refs }));
+        let mut v = ptr::null_mut();
+        if let Err(e) = napi_call!(env.0, napi_create_external(env.0, raw as *mut c_void, Some(finalize_decode_tape), ptr::null_mut(), &mut v)) {
+            // SAFETY: raw came from Box::into_raw above and was not handed out.
+            drop(unsafe { Box::from_raw(raw) });
+            return Err(e);
+        }
+        Ok(v)
+    })
+}
+
+/// Lays `tape` out as ops/nums and joined string bytes; None when a value
+/// is not covered or the arrays are too small.
+fn fill_decode_tape(items: &[Item<'_>], ops: &mut [u8], nums: &mut [f64], text: &mut Vec<u8>, stack: &mut Vec<(u64, bool)>) -> Option<()> {
+    let (mut oi, mut ni) = (0usize, 0usize);
+    stack.clear();
+    for item in items {
+        // An even count left in a map: this item is a key.
+        let is_key = matches!(stack.last(), Some(&(remaining, true)) if remaining % 2 == 0);
+        if is_key && matches!(item, Item::Array(_) | Item::Map(_)) {
+            return None;
+        }
+        if let Some(top) = stack.last_mut() {
+            top.0 -= 1;
+        }
+        let known = match *item {
+            Item::Str(s) if is_key => KEYS.iter().position(|k| *k == s),
+            _ => None,
+        };
+        let (o, n): (u8, Option<f64>) = match *item {
+            _ if known.is_some() => (op::KNOWN_KEY, known.map(|i| i as f64)),
+            Item::Nil => (op::NIL, None),
+            Item::Bool(b) => (if b { op::TRUE } else { op::FALSE }, None),
+            Item::Int(i) => (op::NUM, Some(i as f64)),
+            Item::F32(f) => (op::NUM, Some(f as f64)),
+            Item::F64(f) => (op::NUM, Some(f)),
+            Item::Str(s) => {
+                text.extend_from_slice(s.as_bytes());
+                // UTF-16 length: one unit per character, two for those above U+FFFF.
+                let units = s.as_bytes().iter().map(|&b| ((b & 0xc0) != 0x80) as usize + (b >= 0xf0) as usize).sum::<usize>();
+                (op::STR, Some(units as f64))
+            }
+            Item::Array(len) => {
+                if len > 0 {
+                    stack.push((len as u64, false));
+                }
+                (op::ARRAY, Some(len as f64))
+            }
+            Item::Map(len) => {
+                if len > 0 {
+                    stack.push((2 * len as u64, true));
+                }
+                (op::MAP, Some(len as f64))
+            }
+            Item::Ext(0, data) if data.len() == 1 => (op::UNDEFINED, None),
+            _ => return None,
+        };
+        *ops.get_mut(oi)? = o;
+        oi += 1;
+        if let Some(v) = n {
+            *nums.get_mut(ni)? = v;
+            ni += 1;
+        }
+        while let Some(&(0, _)) = stack.last() {
+            stack.pop();
+        }
+    }
+    Some(())
+}
+
+unsafe extern "C" fn js_decode_to_tape(env: napi_env, info: napi_callback_info) -> napi_value {
+    // decodeToTape(tape, bytes) -> joined strings, or undefined
+    callback(env, info, |env, ci| {
+        let mut raw: *mut c_void = ptr::null_mut();
+        napi_call!(env.0, napi_get_value_external(env.0, ci.arg(env, 0)?, &mut raw)).map_err(|_| JsError::arg("tape must come from createDecodeTape"))?;
+        // SAFETY: the external was made by js_create_decode_tape and is alive (an argument).
+        let b = unsafe { &*(raw as *const BoundDecodeTape) };
+        // SAFETY: the arrays are kept alive by the tape's references, do not
+        // move once their data was read, and only this call touches them.
+        let (ops, nums) = unsafe { (std::slice::from_raw_parts_mut(b.ops.0, b.ops.1), std::slice::from_raw_parts_mut(b.nums.0, b.nums.1)) };
+        let bytes = env.get_bytes(ci.arg(env, 1)?, "bytes")?;
+        // SAFETY: the state outlives every tape of its environment, and calls
+        // into one environment never overlap.
+        let st = unsafe { &mut *b.state };
+        let mut tape = take_tape(st);
+        let result = match decode_into(bytes, &st.limits, &mut tape) {
+            Err(e) => Err(decode_error(&e)),
+            Ok(()) => {
+                st.out.clear();
+                match fill_decode_tape(&tape, ops, nums, &mut st.out, &mut st.stack) {
+                    // st.out holds whole strings the decoder validated as UTF-8.
+                    Some(()) => {
+                        let mut v = ptr::null_mut();
+                        napi_call!(env.0, napi_create_string_utf8(env.0, st.out.as_ptr() as *const std::ffi::c_char, st.out.len(), &mut v)).map(|_| v)
+                    }
+                    None => env.undefined(),
+                }
+            }
+        };
+        give_tape(st, tape);
+        result
+    })
 }
 
 unsafe extern "C" fn js_decode(env: napi_env, info: napi_callback_info) -> napi_value {

@@ -300,26 +300,26 @@ impl Env {
     pub fn get_bytes<'a>(self, value: napi_value, what: &str) -> Result<&'a [u8]> {
         let mut data: *mut c_void = ptr::null_mut();
         let mut len = 0usize;
-        let mut is = false;
-        napi_call!(self.0, napi_is_typedarray(self.0, value, &mut is))?;
-        if is {
+        // Each getter fails cheaply (napi_invalid_arg, no exception) on the
+        // wrong type, so trying them in turn costs one call in the common
+        // cases: an ArrayBuffer (what uWS hands over) or a typed array.
+        // SAFETY: value is a live handle; the out-pointers are locals.
+        let st = unsafe { sys::napi_get_arraybuffer_info(self.0, value, &mut data, &mut len) };
+        if st != status::napi_ok {
             let mut kind = 0;
             let mut count = 0usize;
             let mut ab = ptr::null_mut();
             let mut off = 0usize;
-            napi_call!(self.0, napi_get_typedarray_info(self.0, value, &mut kind, &mut count, &mut data, &mut ab, &mut off))?;
-            len = count * typed_array_element_size(kind);
-        } else {
-            napi_call!(self.0, napi_is_arraybuffer(self.0, value, &mut is))?;
-            if is {
-                napi_call!(self.0, napi_get_arraybuffer_info(self.0, value, &mut data, &mut len))?;
+            // SAFETY: as above.
+            let st = unsafe { sys::napi_get_typedarray_info(self.0, value, &mut kind, &mut count, &mut data, &mut ab, &mut off) };
+            if st == status::napi_ok {
+                len = count * typed_array_element_size(kind);
             } else {
+                let mut is = false;
                 napi_call!(self.0, napi_is_dataview(self.0, value, &mut is))?;
                 if !is {
                     return Err(JsError::arg(format!("{what} must be a Uint8Array, Buffer or ArrayBuffer")));
                 }
-                let mut ab = ptr::null_mut();
-                let mut off = 0usize;
                 napi_call!(self.0, napi_get_dataview_info(self.0, value, &mut len, &mut data, &mut ab, &mut off))?;
             }
         }

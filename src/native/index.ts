@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 export type NativeModule = typeof import('../../native/index.js');
-export type { FrameTape } from '../../native/index.js';
+export type { DecodeTape, FrameTape } from '../../native/index.js';
 
 /** Must equal `abiVersion` exported by the binary (native/src/lib.rs). */
 export const NATIVE_ABI_VERSION = 1;

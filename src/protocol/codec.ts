@@ -10,7 +10,7 @@
  */
 import { Packr, Unpackr } from 'msgpackr';
 import { NpcdError } from '../errors.js';
-import { describeLoadError, type FrameTape, loadNative, type NativeModule } from '../native/index.js';
+import { type DecodeTape, describeLoadError, type FrameTape, loadNative, type NativeModule } from '../native/index.js';
 import type { ServerFrame } from './types.js';
 
 export type WireFormat = 'msgpack' | 'json';
@@ -42,6 +42,21 @@ const enum TapeKind {
   Welcome = 5,
   Pong = 6,
 }
+/** Ops of a decode tape; the numbers are native/src/bind_msgpack.rs's `op`. */
+const enum DecodeOp {
+  Nil = 0,
+  False = 1,
+  True = 2,
+  Num = 3,
+  Str = 4,
+  Array = 5,
+  Map = 6,
+  Undefined = 7,
+  KnownKey = 8,
+}
+/** Values a decode tape holds; bigger messages take the full decoder. */
+const DECODE_TAPE_ITEMS = 4096;
+
 /** A tape string length meaning "field absent". */
 const ABSENT = 0xffff_ffff;
 
@@ -63,7 +78,7 @@ export abstract class FrameCodec {
   /** Any value as MessagePack (a new buffer). */
   abstract encodeMsgpack(value: unknown): Uint8Array;
   /** Decodes one MessagePack value; errors are thrown as they come from the implementation. */
-  protected abstract decodeMsgpack(bytes: Uint8Array): unknown;
+  protected abstract decodeMsgpack(bytes: Uint8Array | ArrayBuffer): unknown;
   /** Encodes frames[from..] into `scratch`/`ends`; returns how many fit (0 when the first alone does not). */
   protected abstract encodeInto(frames: readonly ServerFrame[], from: number): number;
   /** Turns an implementation's decode error into the reason shown to the client. */
@@ -94,11 +109,10 @@ export abstract class FrameCodec {
    * when the bytes are not one complete MessagePack value / JSON document.
    */
   decodeFrame(data: ArrayBuffer | Uint8Array, isBinary: boolean): unknown {
-    const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
-    if (!isBinary) return decodeJson(bytes);
-    if (bytes.length === 0) throw new NpcdError('ERR_PROTOCOL_MALFORMED', 'empty MessagePack message');
+    if (!isBinary) return decodeJson(data instanceof Uint8Array ? data : new Uint8Array(data));
+    if (data.byteLength === 0) throw new NpcdError('ERR_PROTOCOL_MALFORMED', 'empty MessagePack message');
     try {
-      return this.decodeMsgpack(bytes);
+      return this.decodeMsgpack(data);
     } catch (cause) {
       throw new NpcdError('ERR_PROTOCOL_MALFORMED', `invalid MessagePack: ${this.describeDecodeError(cause)}`, { cause });
     }
@@ -117,8 +131,8 @@ export class MsgpackrCodec extends FrameCodec {
     return this.packr.pack(value);
   }
 
-  protected decodeMsgpack(bytes: Uint8Array): unknown {
-    return this.unpackr.unpack(bytes);
+  protected decodeMsgpack(bytes: Uint8Array | ArrayBuffer): unknown {
+    return this.unpackr.unpack(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes));
   }
 
   protected encodeInto(frames: readonly ServerFrame[], from: number): number {
@@ -154,20 +168,88 @@ export class NativeCodec extends FrameCodec {
   ) {
     super();
     this.tape = native.createFrameTape(this.kinds, this.nums, this.lens, this.scratch, this.ends);
+    this.decodeTape = native.createDecodeTape(this.ops, this.dnums);
+    this.knownKeys = [...native.knownKeys];
   }
 
   encodeMsgpack(value: unknown): Uint8Array {
     return this.native.encode(value);
   }
 
-  protected decodeMsgpack(bytes: Uint8Array): unknown {
+  protected decodeMsgpack(bytes: Uint8Array | ArrayBuffer): unknown {
     // Limits are set once per thread rather than read from an object on
     // every call; codecs with different limits (tests) take turns.
     if (NativeCodec.applied !== this.limits) {
       this.native.setDecodeLimits(this.limits);
       NativeCodec.applied = this.limits;
     }
-    return this.native.decode(bytes);
+    const text = this.native.decodeToTape(this.decodeTape as DecodeTape, bytes);
+    // Values the tape does not cover (BigInt, bin, ext, timestamps) are rare
+    // in client frames; the full decoder builds them.
+    if (text === undefined) return this.native.decode(bytes);
+    this.text = text;
+    this.oi = 0;
+    this.ni = 0;
+    this.ti = 0;
+    return this.build();
+  }
+
+  /**
+   * Decode tape (native/src/bind_msgpack.rs): building objects through N-API
+   * costs more than msgpackr's whole decode, so the native side validates
+   * and lays the value out flat — an op per value, numbers and string
+   * lengths, all strings joined — and this builds it.
+   */
+  private readonly ops = new Uint8Array(DECODE_TAPE_ITEMS);
+  private readonly dnums = new Float64Array(DECODE_TAPE_ITEMS);
+  private readonly decodeTape: unknown;
+  /** Map keys the tape names by index: interned once, no slicing per frame. */
+  private readonly knownKeys: readonly string[];
+  private text = '';
+  private oi = 0;
+  private ni = 0;
+  private ti = 0;
+
+  private build(): unknown {
+    switch (this.ops[this.oi++]) {
+      case DecodeOp.Nil:
+        return null;
+      case DecodeOp.False:
+        return false;
+      case DecodeOp.True:
+        return true;
+      case DecodeOp.Num:
+        return this.dnums[this.ni++];
+      case DecodeOp.Str: {
+        const end = this.ti + this.dnums[this.ni++]!;
+        const s = this.text.slice(this.ti, end);
+        this.ti = end;
+        return s;
+      }
+      case DecodeOp.Array: {
+        const n = this.dnums[this.ni++]!;
+        const a = new Array<unknown>(n);
+        for (let i = 0; i < n; i++) a[i] = this.build();
+        return a;
+      }
+      case DecodeOp.Map: {
+        const n = this.dnums[this.ni++]!;
+        const o: Record<string, unknown> = {};
+        for (let i = 0; i < n; i++) {
+          // Keys that are not strings become their string form, as msgpackr does.
+          const key = String(this.build());
+          const value = this.build();
+          // A plain assignment of "__proto__" would change the prototype.
+          if (key === '__proto__') Object.defineProperty(o, key, { value, enumerable: true, writable: true, configurable: true });
+          else o[key] = value;
+        }
+        return o;
+      }
+      case DecodeOp.KnownKey:
+        return this.knownKeys[this.dnums[this.ni++]!];
+      default:
+        return undefined;
+    }
   }
 
   private static applied: DecodeLimits | undefined;
