@@ -15,6 +15,9 @@ NPCD_PORT=${NPCD_PORT:-18080}
 IDLE_SESSIONS=${IDLE_SESSIONS:-10000}
 IDLE_MODES=${IDLE_MODES:-"close keep-open"}  # idle-sessions runs: close after welcome, and/or keep open
 CHARACTER=${CHARACTER:-gufeng-jianke}
+NPCD_ARGS=${NPCD_ARGS:-}          # extra npcd serve flags, e.g. --no-native
+NPCD_LABEL=${NPCD_LABEL:-npcd}    # label of the npcd runs in the report
+SKIP_ECHO=${SKIP_ECHO:-0}         # 1: skip the echo-server ceiling runs
 OUT=${OUT:-bench/results/ws-$(date +%Y%m%d-%H%M%S)}
 
 mkdir -p "$OUT"
@@ -73,19 +76,21 @@ for p in "$ECHO_PORT" "$NPCD_PORT"; do
 done
 
 # ---- echo server (stream mode): the uWS + generator ceiling ------------------
-node bench/echo-server.mjs --port "$ECHO_PORT" --stream "$TOKENS" >"$OUT/echo-server.log" 2>&1 &
-ECHO_PID=$!
-PIDS+=("$ECHO_PID")
-if ! wait_port "$ECHO_PORT" "$ECHO_PID" 10; then echo "echo server did not start; see $OUT/echo-server.log" >&2; exit 1; fi
-for c in $CONNS; do run_load "echo-stream$TOKENS" "$ECHO_PORT" "$ECHO_PID" "$c"; done
-cleanup
+if [ "$SKIP_ECHO" != 1 ]; then
+  node bench/echo-server.mjs --port "$ECHO_PORT" --stream "$TOKENS" >"$OUT/echo-server.log" 2>&1 &
+  ECHO_PID=$!
+  PIDS+=("$ECHO_PID")
+  if ! wait_port "$ECHO_PORT" "$ECHO_PID" 10; then echo "echo server did not start; see $OUT/echo-server.log" >&2; exit 1; fi
+  for c in $CONNS; do run_load "echo-stream$TOKENS" "$ECHO_PORT" "$ECHO_PID" "$c"; done
+  cleanup
+fi
 
 # ---- npcd ------------------------------------------------------------------
 # A fresh server for every run: sessions keep their history and replay log
 # until their TTL, so a server that already served a run is not comparable.
 start_npcd() {
   node dist/cli.js serve --port "$NPCD_PORT" --host 127.0.0.1 --model mock --mock-tokens "$TOKENS" \
-    --mock-ttft 0 --mock-token-delay 0 --log-level warn >>"$OUT/npcd.log" 2>&1 &
+    --mock-ttft 0 --mock-token-delay 0 --log-level warn $NPCD_ARGS >>"$OUT/npcd.log" 2>&1 &
   NPCD_PID=$!
   PIDS+=("$NPCD_PID")
   if ! wait_port "$NPCD_PORT" "$NPCD_PID" 20; then
@@ -106,7 +111,7 @@ run_idle() { # keep-open(0|1)
 
 if [ -f dist/cli.js ]; then
   for c in $CONNS; do
-    start_npcd && run_load npcd "$NPCD_PORT" "$NPCD_PID" "$c"
+    start_npcd && run_load "$NPCD_LABEL" "$NPCD_PORT" "$NPCD_PID" "$c"
     cleanup
   done
   for k in $IDLE_MODES; do

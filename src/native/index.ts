@@ -40,18 +40,36 @@ export function loadNative(): NativeModule {
 }
 
 function tryLoad(): { module: NativeModule } | { error: Error } {
-  const path = nativePath();
+  try {
+    return { module: loadNativeFrom(nativePath()) };
+  } catch (error) {
+    return { error: error as Error };
+  }
+}
+
+/** Loads the binary at `path` without caching; throws as `loadNative` does. */
+export function loadNativeFrom(path: string): NativeModule {
   try {
     if (!existsSync(path)) throw new Error(`${path} does not exist; build it with npm run build:native`);
     const module = require(path) as NativeModule;
     if (module.abiVersion !== NATIVE_ABI_VERSION) {
       throw new Error(`${path} has ABI version ${String(module.abiVersion)}, this build needs ${NATIVE_ABI_VERSION}; rebuild with npm run build:native`);
     }
-    return { module };
+    return module;
   } catch (cause) {
     const error = new Error('Failed to load native binding', { cause }) as Error & { code: string };
     error.code = 'ERR_NATIVE_LOAD';
-    return { error };
+    throw error;
+  }
+}
+
+/** Undefined when the native module loads, else why not. */
+export function nativeLoadError(): Error | undefined {
+  try {
+    loadNative();
+    return undefined;
+  } catch (err) {
+    return err as Error;
   }
 }
 

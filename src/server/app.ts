@@ -10,6 +10,7 @@ import type { ServeConfig } from '../config/serve.js';
 import { NpcdError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import { Metrics } from '../metrics/metrics.js';
+import { nativeLoadError } from '../native/index.js';
 import { createCodec, DEFAULT_DECODE_LIMITS, type FrameCodec } from '../protocol/codec.js';
 import { createProvider } from '../providers/index.js';
 import type { ModelProvider } from '../providers/types.js';
@@ -94,7 +95,8 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
     codec = chosen.codec;
     if (chosen.fallbackReason && config.native) log.warn({ reason: chosen.fallbackReason }, 'native module not loaded; using the JavaScript implementations');
   }
-  log.info({ msgpack: codec.implementation }, `implementations: MessagePack ${codec.implementation}`);
+  const vectors = config.native && !nativeLoadError() ? 'native' : 'hnswlib-node (HNSW), js (exact)';
+  log.info({ msgpack: codec.implementation, vectors }, `implementations: MessagePack ${codec.implementation}, vector search ${vectors}`);
 
   const app = uWS.App();
   const ws = new WsServer({
