@@ -76,6 +76,17 @@ export const NATIVE_ERRORS = {
   ERR_NATIVE_PANIC: 'Native code panicked; the panic was caught and the process keeps running.',
   ERR_NATIVE_MSGPACK_ENCODE: 'A value cannot be encoded as MessagePack (symbol, BigInt beyond 64 bits, nesting deeper than 512).',
   ERR_NATIVE_MSGPACK_DECODE: 'MessagePack input is malformed, truncated or over a decode limit; `offset` and `reason` say where and why.',
+  ERR_NATIVE_VECTOR_BAD_PARAM: 'A vector index option or argument has the wrong type or is out of range (the message names it).',
+  ERR_NATIVE_VECTOR_DIM_MISMATCH: 'A vector or query does not have the index\'s dimension.',
+  ERR_NATIVE_VECTOR_NON_FINITE: 'A vector holds NaN or ±Infinity.',
+  ERR_NATIVE_VECTOR_CORRUPT: 'Bytes given to `VectorIndex.load` are truncated or damaged (every field and a checksum are checked).',
+  ERR_NATIVE_VECTOR_UNSUPPORTED_VERSION: 'Bytes given to `VectorIndex.load` were saved in a format version this build cannot read.',
+  ERR_NATIVE_VECTOR_CAPACITY: 'The index already holds the most vectors it can address.',
+  ERR_NATIVE_VECTOR_INVALID_THIS: 'A `VectorIndex` method was called on an object that is not a live index.',
+  ERR_NATIVE_VECTOR_POISONED: 'An earlier panic interrupted a write to this index; it refuses further use rather than serve a half-updated graph.',
+  ERR_NATIVE_VECTOR_PANIC: 'The vector index panicked; the panic was caught (the index may then be poisoned).',
+  ERR_NATIVE_VECTOR_INTERNAL: 'An unexpected failure in the vector index or its async work.',
+  ERR_NATIVE_VECTOR_CANCELLED: '`searchAsync` work was cancelled before it ran (the environment is shutting down).',
 } as const satisfies Record<string, string>;
 
 export class NpcdError extends Error {

@@ -1,10 +1,12 @@
-//! npcd's native module: MessagePack framing for Node,
+//! npcd's native module: MessagePack framing and vector search for Node,
 //! through N-API declared by hand (`sys`). This file is only the module's
-//! entry point and export table; the logic lives in `msgpack`
+//! entry point and export table; the logic lives in `msgpack` and `vector`
 //! (plain Rust with their own tests), the JS glue in the `bind_*` modules.
 pub mod msgpack;
+pub mod vector;
 
 mod bind_msgpack;
+mod bind_vector;
 mod napi;
 mod sys;
 
@@ -28,6 +30,7 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
     let registered = napi::no_unwind("module registration", || -> napi::Result<()> {
         e.init_instance()?;
         bind_msgpack::register(e, exports)?;
+        bind_vector::register(e, exports)?;
         Ok(())
     });
     match registered {

@@ -5,6 +5,9 @@ import {
   NativeVectorIndex,
   createVectorIndex,
   implementationName,
+  OFF_LOOP_SEARCH_WORK,
+  runsOffLoop,
+  searchOffLoop,
   type VectorIndex,
   type VectorIndexOptions,
   type VectorMetric,
@@ -428,4 +431,28 @@ t.test('createVectorIndex picks the implementation', async (t) => {
     t.equal(ix.implementation, impl, `${kind} native=${native}`);
     t.equal(ix.kind, kind);
   }
+});
+
+t.test('searchOffLoop leaves the event loop only where that pays', async (t) => {
+  const dim = 64;
+  const n = OFF_LOOP_SEARCH_WORK / dim;
+  const vectors = new Float32Array(n * dim).map((_, i) => Math.sin(i * 0.37));
+  const ids = Uint32Array.from({ length: n }, (_, i) => i);
+  const big = new NativeVectorIndex({ dim, metric: 'l2', kind: 'flat' });
+  big.addBatch(ids, vectors);
+  const small = new NativeVectorIndex({ dim, metric: 'l2', kind: 'flat' });
+  small.addBatch(ids.subarray(0, 100), vectors.subarray(0, 100 * dim));
+  const graph = new NativeVectorIndex({ dim, metric: 'l2', kind: 'hnsw' });
+  graph.addBatch(ids.subarray(0, 2000), vectors.subarray(0, 2000 * dim));
+  t.equal(runsOffLoop(big), true, `${n} × ${dim} exact: thread pool`);
+  t.equal(runsOffLoop(small), false, 'a small exact index: inline');
+  t.equal(runsOffLoop(graph), false, 'HNSW: inline');
+  t.equal(runsOffLoop(new JsFlatVectorIndex({ dim, metric: 'l2', kind: 'flat' })), false, 'JS: inline (it cannot leave the loop)');
+  const q = vectors.slice(5 * dim, 6 * dim);
+  for (const ix of [big, small, graph]) {
+    const got = await searchOffLoop(ix, q, 3);
+    t.same(got, ix.search(q, 3), `${ix.kind} ${ix.size}: same result as search`);
+  }
+  await t.rejects(searchOffLoop(small, new Float32Array(3), 1), { code: 'ERR_NATIVE_VECTOR_DIM_MISMATCH' }, 'errors reject');
+  await t.rejects(searchOffLoop(big, new Float32Array(3), 1), { code: 'ERR_NATIVE_VECTOR_DIM_MISMATCH' });
 });
