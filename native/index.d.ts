@@ -47,9 +47,10 @@ export interface DecodeError extends Error {
  * ranges in their smallest int format, other numbers as float64, BigInt as
  * int64/uint64, strings, Buffers/typed arrays as bin, Dates as the timestamp
  * extension, arrays, and plain objects as maps (own enumerable string keys).
- * `undefined` in an object is written as nil, like msgpackr does.
+ * `undefined` (and a function) is written as msgpackr writes it, the
+ * fixext1 `d4 00 00`, which `decode` reads back as `undefined`.
  * Throws `ERR_NATIVE_MSGPACK_ENCODE` for values MessagePack cannot hold
- * (functions, symbols, cycles or nesting deeper than 512).
+ * (symbols, BigInts outside the 64-bit ranges, cycles or nesting deeper than 512).
  */
 export function encode(value: unknown): Buffer;
 

@@ -331,7 +331,11 @@ export class NativeCodec extends FrameCodec {
   override encodeFrame(frame: ServerFrame, format: WireFormat): Uint8Array | string {
     if (format === 'json') return JSON.stringify(frame);
     const n = this.encodeRun([frame], 0);
-    return Uint8Array.prototype.slice.call(this.bytes, 0, this.ends[n - 1]);
+    // From Node's Buffer pool: a plain copy of more than 64 bytes would get
+    // its own off-heap allocation, costing more than the encoding.
+    const out = Buffer.allocUnsafe(this.ends[n - 1]!);
+    out.set(this.bytes.subarray(0, out.length));
+    return out;
   }
 
   protected describeDecodeError(cause: unknown): string {
