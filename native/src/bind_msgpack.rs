@@ -6,7 +6,7 @@
 //! whole run of frames per call into a caller-owned buffer (no allocation per
 //! frame), reads the known frame types field by field with property keys
 //! created once per environment, and `decode` reuses one tape allocation.
-use std::ffi::{c_void, CStr};
+use std::ffi::CStr;
 use std::ptr;
 
 use crate::msgpack::decode::{decode_into, decode_stream_into, DecodeError, Item, Limits};
@@ -474,20 +474,6 @@ struct BoundTape {
     lens: (*const u32, usize),
     out: (*mut u8, usize),
     ends: (*mut u32, usize),
-    /// Strong references that keep the arrays (and so the pointers) alive.
-    refs: [napi_ref; 5],
-}
-
-unsafe extern "C" fn finalize_tape(env: napi_env, data: *mut c_void, _hint: *mut c_void) {
-    crate::napi::no_unwind("frame tape finalizer", || {
-        // SAFETY: data is the BoundTape box created by js_create_frame_tape,
-        // finalized exactly once.
-        let tape = unsafe { Box::from_raw(data as *mut BoundTape) };
-        for r in tape.refs {
-            // SAFETY: each reference was created in this environment.
-            unsafe { sys::napi_delete_reference(env, r) };
-        }
-    });
 }
 
 unsafe extern "C" fn js_create_frame_tape(env: napi_env, info: napi_callback_info) -> napi_value {
@@ -498,37 +484,22 @@ unsafe extern "C" fn js_create_frame_tape(env: napi_env, info: napi_callback_inf
         let lens = env.get_u32s(ci.arg(env, 2)?, "lens")?;
         let out = env.get_typed::<u8>(ci.arg(env, 3)?, sys::typedarray_type::napi_uint8_array, "out", "Uint8Array")?;
         let ends = env.get_u32s(ci.arg(env, 4)?, "ends")?;
-        let mut refs = [ptr::null_mut(); 5];
-        for (i, r) in refs.iter_mut().enumerate() {
-            napi_call!(env.0, napi_create_reference(env.0, ci.args[i], 1, r))?;
-        }
-        let tape = Box::new(BoundTape {
+        let tape = BoundTape {
             kinds: (kinds.as_ptr(), kinds.len()),
             nums: (nums.as_ptr(), nums.len()),
             lens: (lens.as_ptr(), lens.len()),
             out: (out.as_ptr() as *mut u8, out.len()),
             ends: (ends.as_ptr() as *mut u32, ends.len()),
-            refs,
-        });
-        let raw = Box::into_raw(tape);
-        let mut v = ptr::null_mut();
-        if let Err(e) = napi_call!(env.0, napi_create_external(env.0, raw as *mut c_void, Some(finalize_tape), ptr::null_mut(), &mut v)) {
-            // SAFETY: raw came from Box::into_raw above and was not handed out.
-            drop(unsafe { Box::from_raw(raw) });
-            return Err(e);
-        }
-        Ok(v)
+        };
+        // The external keeps the arrays (and so the pointers) alive.
+        env.external(tape, &ci.args[..5])
     })
 }
 
 unsafe extern "C" fn js_encode_frame_tape(env: napi_env, info: napi_callback_info) -> napi_value {
     // encodeFrameTape(tape, count, text)
     callback(env, info, |env, ci| {
-        let mut raw: *mut c_void = ptr::null_mut();
-        napi_call!(env.0, napi_get_value_external(env.0, ci.arg(env, 0)?, &mut raw)).map_err(|_| JsError::arg("tape must come from createFrameTape"))?;
-        // SAFETY: the external was made by js_create_frame_tape and is alive
-        // (it is an argument).
-        let b = unsafe { &*(raw as *const BoundTape) };
+        let b: &BoundTape = env.get_external(ci.arg(env, 0)?, "tape (from createFrameTape)")?;
         // SAFETY: the arrays are kept alive by the tape's references, their
         // backing stores do not move once their data was read, and nothing
         // else touches them during this call (one JS thread per environment).
@@ -810,18 +781,6 @@ struct BoundDecodeTape {
     state: *mut State,
     ops: (*mut u8, usize),
     nums: (*mut f64, usize),
-    refs: [napi_ref; 2],
-}
-
-unsafe extern "C" fn finalize_decode_tape(env: napi_env, data: *mut c_void, _hint: *mut c_void) {
-    crate::napi::no_unwind("decode tape finalizer", || {
-        // SAFETY: data is the box created by js_create_decode_tape, finalized once.
-        let tape = unsafe { Box::from_raw(data as *mut BoundDecodeTape) };
-        for r in tape.refs {
-            // SAFETY: each reference was created in this environment.
-            unsafe { sys::napi_delete_reference(env, r) };
-        }
-    });
 }
 
 unsafe extern "C" fn js_create_decode_tape(env: napi_env, info: napi_callback_info) -> napi_value {
@@ -829,19 +788,10 @@ unsafe extern "C" fn js_create_decode_tape(env: napi_env, info: napi_callback_in
     callback(env, info, |env, ci| {
         let ops = env.get_typed::<u8>(ci.arg(env, 0)?, sys::typedarray_type::napi_uint8_array, "ops", "Uint8Array")?;
         let nums = env.get_typed::<f64>(ci.arg(env, 1)?, sys::typedarray_type::napi_float64_array, "nums", "Float64Array")?;
-        let mut refs = [ptr::null_mut(); 2];
-        for (i, r) in refs.iter_mut().enumerate() {
-            napi_call!(env.0, napi_create_reference(env.0, ci.args[i], 1, r))?;
-        }
         let state: *mut State = state(env)?;
-        let raw = Box::into_raw(Box::new(BoundDecodeTape { state, ops: (ops.as_ptr() as *mut u8, ops.len()), nums: (nums.as_ptr() as *mut f64, nums.len()), refs }));
-        let mut v = ptr::null_mut();
-        if let Err(e) = napi_call!(env.0, napi_create_external(env.0, raw as *mut c_void, Some(finalize_decode_tape), ptr::null_mut(), &mut v)) {
-            // SAFETY: raw came from Box::into_raw above and was not handed out.
-            drop(unsafe { Box::from_raw(raw) });
-            return Err(e);
-        }
-        Ok(v)
+        let tape = BoundDecodeTape { state, ops: (ops.as_ptr() as *mut u8, ops.len()), nums: (nums.as_ptr() as *mut f64, nums.len()) };
+        // The external keeps the arrays (and so the pointers) alive.
+        env.external(tape, &ci.args[..2])
     })
 }
 
@@ -907,10 +857,7 @@ fn fill_decode_tape(items: &[Item<'_>], ops: &mut [u8], nums: &mut [f64], text: 
 unsafe extern "C" fn js_decode_to_tape(env: napi_env, info: napi_callback_info) -> napi_value {
     // decodeToTape(tape, bytes) -> joined strings, or undefined
     callback(env, info, |env, ci| {
-        let mut raw: *mut c_void = ptr::null_mut();
-        napi_call!(env.0, napi_get_value_external(env.0, ci.arg(env, 0)?, &mut raw)).map_err(|_| JsError::arg("tape must come from createDecodeTape"))?;
-        // SAFETY: the external was made by js_create_decode_tape and is alive (an argument).
-        let b = unsafe { &*(raw as *const BoundDecodeTape) };
+        let b: &BoundDecodeTape = env.get_external(ci.arg(env, 0)?, "tape (from createDecodeTape)")?;
         // SAFETY: the arrays are kept alive by the tape's references, do not
         // move once their data was read, and only this call touches them.
         let (ops, nums) = unsafe { (std::slice::from_raw_parts_mut(b.ops.0, b.ops.1), std::slice::from_raw_parts_mut(b.nums.0, b.nums.1)) };

@@ -448,6 +448,78 @@ impl Env {
     }
 }
 
+/// Native data owned by a JS external, with strong references that keep JS
+/// values (e.g. the typed arrays the data points into) alive as long as the
+/// external. The type tag comes first so that an external of another kind
+/// is recognised instead of misread.
+#[repr(C)]
+struct Owned<T> {
+    tag: TypeId,
+    value: T,
+    refs: Vec<sys::napi_ref>,
+}
+
+unsafe extern "C" fn finalize_owned<T: 'static>(env: napi_env, data: *mut c_void, _hint: *mut c_void) {
+    no_unwind("external finalizer", || {
+        // SAFETY: data is the box created by `external`, finalized exactly once.
+        let owned = unsafe { Box::from_raw(data as *mut Owned<T>) };
+        for r in owned.refs {
+            // SAFETY: each reference was created in this environment.
+            unsafe { sys::napi_delete_reference(env, r) };
+        }
+    });
+}
+
+impl Env {
+    /// A JS external owning `value` and keeping `keep_alive` alive with it.
+    pub fn external<T: 'static>(self, value: T, keep_alive: &[napi_value]) -> Result<napi_value> {
+        let mut owned = Box::new(Owned { tag: TypeId::of::<T>(), value, refs: Vec::with_capacity(keep_alive.len()) });
+        for &v in keep_alive {
+            let mut r = ptr::null_mut();
+            if let Err(e) = napi_call!(self.0, napi_create_reference(self.0, v, 1, &mut r)) {
+                for r in owned.refs {
+                    // SAFETY: created above in this environment.
+                    unsafe { sys::napi_delete_reference(self.0, r) };
+                }
+                return Err(e);
+            }
+            owned.refs.push(r);
+        }
+        let raw = Box::into_raw(owned);
+        let mut v = ptr::null_mut();
+        if let Err(e) = napi_call!(self.0, napi_create_external(self.0, raw as *mut c_void, Some(finalize_owned::<T>), ptr::null_mut(), &mut v)) {
+            // SAFETY: raw came from Box::into_raw above and was not handed out.
+            let owned = unsafe { Box::from_raw(raw) };
+            for r in owned.refs {
+                // SAFETY: created above in this environment.
+                unsafe { sys::napi_delete_reference(self.0, r) };
+            }
+            return Err(e);
+        }
+        Ok(v)
+    }
+
+    /// The value an external made by `external::<T>` owns, or an
+    /// ERR_NATIVE_INVALID_ARG naming `what` for anything else.
+    pub fn get_external<'a, T: 'static>(self, v: napi_value, what: &str) -> Result<&'a T> {
+        let mut raw: *mut c_void = ptr::null_mut();
+        // SAFETY: v is a live handle; raw is a local out-pointer.
+        let st = unsafe { sys::napi_get_value_external(self.0, v, &mut raw) };
+        if st != status::napi_ok || raw.is_null() {
+            return Err(JsError::arg(format!("{what} is not a value this module made")));
+        }
+        // SAFETY: externals reaching this module are made by `external`, so
+        // the tag at offset 0 (repr(C)) can be read; it tells the type.
+        let tag = unsafe { *(raw as *const TypeId) };
+        if tag != TypeId::of::<T>() {
+            return Err(JsError::arg(format!("{what} is a value of another kind")));
+        }
+        // SAFETY: the tag says raw is an Owned<T>, alive while its external
+        // is (it is an argument of the current call).
+        Ok(unsafe { &(*(raw as *const Owned<T>)).value })
+    }
+}
+
 pub struct InstanceData {
     slots: HashMap<TypeId, Box<dyn Any>>,
 }

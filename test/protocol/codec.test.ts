@@ -302,4 +302,7 @@ t.test('native encode refuses what MessagePack cannot hold', async (t) => {
   t.throws(() => native.encode(cycle), { code: 'ERR_NATIVE_MSGPACK_ENCODE', message: /deeper than 512/ });
   t.throws(() => native.decode('x' as unknown as Uint8Array), { code: 'ERR_NATIVE_INVALID_ARG' });
   t.throws(() => native.encodeFrameTape({} as never, 1, ''), { code: 'ERR_NATIVE_INVALID_ARG' });
+  const decodeTape = native.createDecodeTape(new Uint8Array(16), new Float64Array(16));
+  t.throws(() => native.encodeFrameTape(decodeTape as never, 1, ''), { code: 'ERR_NATIVE_INVALID_ARG', message: /another kind/ }, 'a tape of the other kind is recognised');
+  t.throws(() => native.createFrameTape(new Uint8Array(4), new Float64Array(4), new Uint32Array(4), new Uint8Array(4), new Float64Array(4) as never), { code: 'ERR_NATIVE_INVALID_ARG', message: /ends must be a Uint32Array/ });
 });

@@ -481,6 +481,19 @@ impl<'a, 'l> Reader<'a, 'l> {
     }
 
     #[inline]
+    /// The header of a str, bin or ext whose length field is 1, 2 or 4 bytes
+    /// wide (`width` 0, 1 or 2: the marker's distance from the 8-bit form),
+    /// followed by `extra` more header bytes (ext's type).
+    fn sized(&self, start: usize, width: u8, names: [&'static str; 3], extra: usize) -> Result<Header, DecodeError> {
+        let what = names[width as usize];
+        let (len, field) = match width {
+            0 => (self.be_u8(start, what)?, 1),
+            1 => (self.be_u16(start, what)?, 2),
+            _ => (self.be_u32(start, what)? as usize, 4),
+        };
+        Ok(Header { what, header: 1 + field + extra, len })
+    }
+
     fn be_u8(&self, start: usize, what: &'static str) -> Result<usize, DecodeError> {
         Ok(self.bytes(start, 2, what)?[1] as usize)
     }
@@ -671,45 +684,13 @@ impl<'a, 'l> Reader<'a, 'l> {
                 0xc2 => (Item::Bool(false), 1),
                 0xc3 => (Item::Bool(true), 1),
                 0xc4..=0xc6 => {
-                    let s = match marker {
-                        0xc4 => Header {
-                            what: "bin8",
-                            header: 2,
-                            len: self.be_u8(start, "bin8")?,
-                        },
-                        0xc5 => Header {
-                            what: "bin16",
-                            header: 3,
-                            len: self.be_u16(start, "bin16")?,
-                        },
-                        _ => Header {
-                            what: "bin32",
-                            header: 5,
-                            len: self.be_u32(start, "bin32")? as usize,
-                        },
-                    };
+                    let s = self.sized(start, marker - 0xc4, ["bin8", "bin16", "bin32"], 0)?;
                     self.bin_payload(start, s)?
                 }
+                // The header sizes include the type byte, which must be
+                // present along with the length.
                 0xc7..=0xc9 => {
-                    // The header sizes include the type byte, which must be
-                    // present along with the length.
-                    let s = match marker {
-                        0xc7 => Header {
-                            what: "ext8",
-                            header: 3,
-                            len: self.be_u8(start, "ext8")?,
-                        },
-                        0xc8 => Header {
-                            what: "ext16",
-                            header: 4,
-                            len: self.be_u16(start, "ext16")?,
-                        },
-                        _ => Header {
-                            what: "ext32",
-                            header: 6,
-                            len: self.be_u32(start, "ext32")? as usize,
-                        },
-                    };
+                    let s = self.sized(start, marker - 0xc7, ["ext8", "ext16", "ext32"], 1)?;
                     self.ext_payload(start, s)?
                 }
                 0xd4..=0xd8 => {
@@ -763,23 +744,7 @@ impl<'a, 'l> Reader<'a, 'l> {
                     )
                 }
                 0xd9..=0xdb => {
-                    let s = match marker {
-                        0xd9 => Header {
-                            what: "str8",
-                            header: 2,
-                            len: self.be_u8(start, "str8")?,
-                        },
-                        0xda => Header {
-                            what: "str16",
-                            header: 3,
-                            len: self.be_u16(start, "str16")?,
-                        },
-                        _ => Header {
-                            what: "str32",
-                            header: 5,
-                            len: self.be_u32(start, "str32")? as usize,
-                        },
-                    };
+                    let s = self.sized(start, marker - 0xd9, ["str8", "str16", "str32"], 0)?;
                     self.str_payload(start, s)?
                 }
                 0xdc => {
