@@ -10,6 +10,13 @@
 /** Version of the JS ↔ native contract; the loader refuses a binary whose version differs. */
 export const abiVersion: number;
 
+/**
+ * Panics inside native code on purpose; the guard every export runs under
+ * turns it into a thrown `ERR_NATIVE_PANIC` (used by the tests to show that
+ * no panic reaches Node).
+ */
+export function panicForTest(): never;
+
 // MessagePack
 
 /** Limits applied when decoding untrusted MessagePack (each optional; omitted ones take the default in parentheses). */

@@ -31,6 +31,7 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
         e.init_instance()?;
         bind_msgpack::register(e, exports)?;
         bind_vector::register(e, exports)?;
+        e.export_fn(exports, c"panicForTest", Some(js_panic_for_test))?;
         Ok(())
     });
     match registered {
@@ -44,4 +45,11 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
             std::ptr::null_mut()
         }
     }
+}
+
+/// Panics on purpose, so that tests can show the guard in `napi::callback`
+/// turns a panic into a thrown ERR_NATIVE_PANIC instead of an abort.
+unsafe extern "C" fn js_panic_for_test(env: napi_env, info: sys::napi_callback_info) -> napi_value {
+    // SAFETY: called by N-API with this call's env and info.
+    unsafe { napi::callback(env, info, |_, _| panic!("panicForTest was called")) }
 }

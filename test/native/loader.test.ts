@@ -17,6 +17,12 @@ t.test('index.d.ts declares exactly what the binary exports', async (t) => {
   t.same(Object.keys(loadNative()).sort(), declared);
 });
 
+t.test('a panic in native code becomes a JS error, and the module keeps working', async (t) => {
+  const native = loadNative();
+  for (let i = 0; i < 3; i++) t.throws(() => native.panicForTest(), { code: 'ERR_NATIVE_PANIC', message: /native code panicked: panicForTest was called/ });
+  t.same(native.decode(native.encode({ a: [1, 'x'] })), { a: [1, 'x'] }, 'still usable');
+});
+
 t.test('a missing binary fails with the cause', async (t) => {
   const err = (() => {
     try {
