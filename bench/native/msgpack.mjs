@@ -17,6 +17,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual, parseArgs } from 'node:util';
+import { mulberry32 } from '../../dist/text/random.js';
 
 const DIST = new URL('../../dist/', import.meta.url);
 for (const file of ['protocol/codec.js', 'native/index.js']) {
@@ -46,17 +47,7 @@ const UNPACKR_OPTIONS = { useRecords: false, mapsAsObjects: true };
 // ---------------------------------------------------------------------------
 // Workload: deterministic, so every process builds the same frames.
 
-function prng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = prng(20261126);
+const rand = mulberry32(20261126);
 const pick = (list) => list[Math.floor(rand() * list.length)];
 const int = (lo, hi) => lo + Math.floor(rand() * (hi - lo + 1));
 

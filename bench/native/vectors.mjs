@@ -26,6 +26,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { mulberry32 } from '../../dist/text/random.js';
 
 const require = createRequire(import.meta.url);
 const DIST = new URL('../../dist/', import.meta.url);
@@ -66,16 +67,6 @@ const hnswlib = require('hnswlib-node');
 // ---------------------------------------------------------------------------
 // Data
 
-function prng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function gauss(r) {
   return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
@@ -88,10 +79,10 @@ function gauss(r) {
  * `stream` seeds the points.
  */
 function embeddings({ n, dim, rank, clusters, spread, noise, model, stream }) {
-  const g = prng(model);
+  const g = mulberry32(model);
   const basis = new Float64Array(rank * dim).map(() => gauss(g) / Math.sqrt(rank));
   const centres = new Float64Array(clusters * rank).map(() => gauss(g));
-  const r = prng(stream);
+  const r = mulberry32(stream);
   const out = new Float32Array(n * dim);
   const z = new Float64Array(rank);
   const row = new Float64Array(dim);
@@ -110,7 +101,7 @@ function embeddings({ n, dim, rank, clusters, spread, noise, model, stream }) {
 }
 
 function uniform({ n, dim, stream }) {
-  const r = prng(stream);
+  const r = mulberry32(stream);
   const out = new Float32Array(n * dim);
   for (let i = 0; i < out.length; i++) out[i] = r() * 2 - 1;
   return out;

@@ -6,35 +6,13 @@
  * codes, so callers handle one contract.
  */
 
-/** Distance: `cosine` (1 - cos), `ip` (1 - dot, as hnswlib) or `l2` (squared Euclidean). */
-export type VectorMetric = 'cosine' | 'ip' | 'l2';
-
-/** `flat`: exact search. `hnsw`: approximate graph search. */
-export type VectorIndexKind = 'flat' | 'hnsw';
+// The option and result shapes are the native binding's (native/index.d.ts),
+// so every implementation takes and returns exactly what the native one does.
+export type { VectorIndexKind, VectorIndexOptions, VectorMetric, VectorSearchResult } from '../../../native/index.js';
+import type { VectorIndexKind, VectorIndexOptions, VectorMetric, VectorSearchResult } from '../../../native/index.js';
 
 /** Which code runs the index (for logs and metrics). */
 export type VectorImplementation = 'native' | 'hnswlib-node' | 'js';
-
-export interface VectorIndexOptions {
-  /** Components per vector, 1 to 65,536. */
-  dim: number;
-  metric: VectorMetric;
-  kind: VectorIndexKind;
-  /** HNSW links per node (2M on the bottom level); default 16. */
-  m?: number;
-  /** HNSW beam width while inserting; default 200. */
-  efConstruction?: number;
-  /** HNSW beam width while searching (raised to k when smaller); default 64. */
-  ef?: number;
-  /** HNSW level-generator seed, for reproducible builds; default 100. */
-  seed?: number;
-}
-
-/** Nearest first; `distances[i]` belongs to `ids[i]`. */
-export interface VectorSearchResult {
-  ids: Uint32Array;
-  distances: Float32Array;
-}
 
 export interface VectorIndex {
   readonly implementation: VectorImplementation;
