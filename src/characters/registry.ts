@@ -7,6 +7,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { NpcdError } from '../errors.js';
 import { formatIssue, parseCharacterScript } from './script.js';
+import type { ParsePool } from './parse-pool.js';
 import type { Character, CharacterIssue } from './types.js';
 
 export const MAX_SCRIPT_BYTES = 1024 * 1024;
@@ -51,6 +52,46 @@ export class CharacterRegistry {
     this.byName.set(character.name.toLowerCase(), character);
   }
 
+  /** Removes the character a file defined, and its recorded problems; the removed id or undefined. */
+  deleteSource(file: string): string | undefined {
+    this.failures.delete(file);
+    for (const c of this.byId.values()) {
+      if (c.source === file) {
+        this.delete(c.id);
+        return c.id;
+      }
+    }
+    return undefined;
+  }
+
+  /** The character a file defines, if it loaded. */
+  bySource(file: string): Character | undefined {
+    for (const c of this.byId.values()) if (c.source === file) return c;
+    return undefined;
+  }
+
+  /**
+   * Applies the outcome of parsing `file`: a valid character replaces the
+   * file's previous one in one step (turns in progress keep the object they
+   * took); a failure is recorded and the last good version keeps serving.
+   */
+  apply(file: string, outcome: { character?: Character; issues: readonly CharacterIssue[] }): { character?: Character; issues: CharacterIssue[] } {
+    if (!outcome.character) {
+      const issues = [...outcome.issues];
+      this.failures.set(file, issues);
+      return { issues };
+    }
+    try {
+      this.set(outcome.character);
+    } catch (err) {
+      const issues = [{ file, line: 1, column: 1, message: (err as NpcdError).message }];
+      this.failures.set(file, issues);
+      return { issues };
+    }
+    this.failures.delete(file);
+    return { character: outcome.character, issues: [] };
+  }
+
   delete(id: string): boolean {
     const c = this.byId.get(id);
     if (!c) return false;
@@ -64,16 +105,9 @@ export class CharacterRegistry {
    * `failures` (and returned) and skipped; the others load.
    */
   loadDirectory(dir: string): { loaded: Character[]; failed: CharacterIssue[] } {
-    let names: string[];
-    try {
-      names = readdirSync(dir).filter((n) => /\.ya?ml$/i.test(n)).sort();
-    } catch (cause) {
-      throw new NpcdError('ERR_CONFIG_INVALID', `--characters ${dir}: ${(cause as Error).message}`, { cause });
-    }
     const loaded: Character[] = [];
     const failed: CharacterIssue[] = [];
-    for (const name of names) {
-      const file = join(dir, name);
+    for (const file of listCharacterFiles(dir)) {
       const result = this.loadFile(file);
       if (result.character) loaded.push(result.character);
       failed.push(...result.issues);
@@ -81,32 +115,49 @@ export class CharacterRegistry {
     return { loaded, failed };
   }
 
+  /** Parses one file inline and applies it (see `apply`). */
   loadFile(file: string): { character?: Character; issues: CharacterIssue[] } {
-    const fail = (message: string) => {
-      const issues = [{ file, line: 1, column: 1, message }];
-      this.failures.set(file, issues);
-      return { issues };
-    };
-    let text: string;
-    try {
-      const size = statSync(file).size;
-      if (size > MAX_SCRIPT_BYTES) return fail(`file is ${size} bytes; the limit is ${MAX_SCRIPT_BYTES}`);
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      return fail((err as Error).message);
+    const read = readCharacterFile(file);
+    return this.apply(file, 'text' in read ? parseCharacterScript(read.text, file) : { issues: read.issues });
+  }
+
+  /** Like loadDirectory, parsing in the worker pool. */
+  async loadDirectoryWith(dir: string, pool: ParsePool): Promise<{ loaded: Character[]; failed: CharacterIssue[] }> {
+    const files = listCharacterFiles(dir);
+    const outcomes = await Promise.all(files.map(async (file) => {
+      const read = readCharacterFile(file);
+      return { file, outcome: 'text' in read ? await pool.parseScript(file, read.text) : { issues: read.issues } };
+    }));
+    const loaded: Character[] = [];
+    const failed: CharacterIssue[] = [];
+    for (const { file, outcome } of outcomes) {
+      const result = this.apply(file, outcome);
+      if (result.character) loaded.push(result.character);
+      failed.push(...result.issues);
     }
-    const { character, issues } = parseCharacterScript(text, file);
-    if (!character) {
-      this.failures.set(file, issues);
-      return { issues: [...issues] };
-    }
-    try {
-      this.set(character);
-    } catch (err) {
-      return fail((err as NpcdError).message);
-    }
-    this.failures.delete(file);
-    return { character, issues: [] };
+    return { loaded, failed };
+  }
+}
+
+/** The character files of a folder (*.yaml, *.yml), sorted. */
+export function listCharacterFiles(dir: string): string[] {
+  try {
+    return readdirSync(dir).filter((n) => CHARACTER_FILE_RE.test(n)).sort().map((n) => join(dir, n));
+  } catch (cause) {
+    throw new NpcdError('ERR_CONFIG_INVALID', `--characters ${dir}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+export const CHARACTER_FILE_RE = /\.ya?ml$/i;
+
+/** A character file's text, or why it cannot be read (too large, unreadable). */
+export function readCharacterFile(file: string): { text: string } | { issues: CharacterIssue[] } {
+  try {
+    const size = statSync(file).size;
+    if (size > MAX_SCRIPT_BYTES) return { issues: [{ file, line: 1, column: 1, message: `file is ${size} bytes; the limit is ${MAX_SCRIPT_BYTES}` }] };
+    return { text: readFileSync(file, 'utf8') };
+  } catch (err) {
+    return { issues: [{ file, line: 1, column: 1, message: (err as Error).message }] };
   }
 }
 

@@ -37,6 +37,9 @@ export interface ServeConfig {
   readonly mockTokenDelayMs: number;
   readonly native: boolean;
   readonly maxFrameDepth: number;
+  readonly watch: boolean;
+  readonly parseThreads: number;
+  readonly parseTimeoutMs: number;
 }
 
 /** The bundled characters folder, next to package.json. */
@@ -52,6 +55,9 @@ export const SERVE_FLAGS: FlagTable<keyof ServeConfig> = {
     help: 'Model provider: "script" (embedded default: the character\'s script and a small Markov model over its lines; no LLM) or "mock" (deterministic tokens for benchmarks).',
   },
   characters: { flag: 'characters', env: 'NPCD_CHARACTERS', type: 'string', default: BUNDLED_CHARACTERS, help: 'Folder of character scripts (*.yaml, *.yml).', metavar: 'DIR' },
+  watch: { flag: 'watch', env: 'NPCD_WATCH', type: 'bool', default: true, help: 'Reload character files when they change, are added or removed (--no-watch: load once at start).' },
+  parseThreads: { flag: 'parse-threads', env: 'NPCD_PARSE_THREADS', type: 'int', default: 0, min: 0, max: 64, help: 'Worker threads that parse character files (0: half the cores, 1 to 4).', metavar: 'N' },
+  parseTimeoutMs: { flag: 'parse-timeout', env: 'NPCD_PARSE_TIMEOUT', type: 'duration', default: '2s', min: 1, max: 600_000, help: 'A character file whose parsing takes longer fails to load (the worker is stopped).', metavar: 'DURATION' },
   config: { flag: 'config', env: 'NPCD_CONFIG', type: 'string', default: undefined, help: 'Config file (JSON or YAML) whose keys are these flag names; flags and environment override it.', metavar: 'FILE' },
   logLevel: { flag: 'log-level', env: 'NPCD_LOG_LEVEL', type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'Log level (logs are JSON lines on stdout).', metavar: 'LEVEL' },
   apiKeys: { flag: 'api-keys', env: 'NPCD_API_KEYS', type: 'list', default: [], help: 'Comma-separated API keys. When set, /v1 HTTP routes need "Authorization: Bearer KEY" and WebSocket `hello` needs `token`.', metavar: 'KEYS' },

@@ -24,6 +24,7 @@ export const METRIC = {
   resumes: 'npcd_resumes_total',
   characters: 'npcd_characters',
   characterLoadErrors: 'npcd_character_load_errors_total',
+  characterReloads: 'npcd_character_reloads_total',
 } as const;
 
 /** Latency buckets from 1 ms to 30 s. */
@@ -170,10 +171,17 @@ export class Metrics {
     help: 'Character files that failed to load.',
     registers: [this.registry],
   });
+  readonly characterReloads = new Counter({
+    name: METRIC.characterReloads,
+    help: 'Character files reloaded after a change, by result: loaded, failed (the last good version keeps serving), removed.',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     // Known label values start at 0, so rates and alerts work before the first event.
     for (const result of ['replayed', 'gap']) this.resumes.inc({ result }, 0);
+    for (const result of ['loaded', 'failed', 'removed']) this.characterReloads.inc({ result }, 0);
     for (const reason of ['client', 'heartbeat_timeout', 'taken_over', 'shutdown', 'auth']) this.wsClosed.inc({ reason }, 0);
     // Process, event-loop lag and GC metrics.
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });

@@ -4,7 +4,9 @@
  * the deadline, then closes every connection.
  */
 import uWS, { type TemplatedApp, type us_listen_socket } from 'uWebSockets.js';
+import { ParsePool } from '../characters/parse-pool.js';
 import { CharacterRegistry } from '../characters/registry.js';
+import { CharacterWatcher } from '../characters/watcher.js';
 import { formatIssue } from '../characters/script.js';
 import type { ServeConfig } from '../config/serve.js';
 import { NpcdError } from '../errors.js';
@@ -45,9 +47,9 @@ export interface NpcdServer {
   shutdown(timeoutMs?: number): Promise<void>;
 }
 
-function loadCharacters(dir: string, metrics: Metrics, log: Logger): CharacterRegistry {
+async function loadCharacters(dir: string, pool: ParsePool, metrics: Metrics, log: Logger): Promise<CharacterRegistry> {
   const registry = new CharacterRegistry();
-  const { loaded, failed } = registry.loadDirectory(dir);
+  const { loaded, failed } = await registry.loadDirectoryWith(dir, pool);
   for (const issue of failed) log.error({ file: issue.file, line: issue.line, column: issue.column }, `character not loaded: ${formatIssue(issue)}`);
   metrics.characterLoadErrors.inc(new Set(failed.map((f) => f.file)).size);
   log.info({ dir, characters: loaded.map((c) => c.id) }, `loaded ${loaded.length} characters`);
@@ -61,7 +63,27 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
   const provider = parts.provider ?? createProvider(config);
   const store = parts.store ?? new MemorySessionStore();
 
-  const registry = parts.registry ?? loadCharacters(config.characters, metrics, log);
+  // Character files are parsed in worker threads, at start and on reload.
+  let pool: ParsePool | undefined;
+  let watcher: CharacterWatcher | undefined;
+  let registry = parts.registry;
+  if (!registry) {
+    pool = new ParsePool({ threads: config.parseThreads || undefined, taskTimeoutMs: config.parseTimeoutMs });
+    registry = await loadCharacters(config.characters, pool, metrics, log);
+    if (config.watch) {
+      const reg = registry;
+      watcher = new CharacterWatcher({
+        registry: reg,
+        pool,
+        logger,
+        onReload: (_file, result) => {
+          metrics.characterReloads.inc({ result });
+          metrics.characters.set(reg.size);
+        },
+      });
+      await watcher.start(config.characters);
+    }
+  }
   metrics.characters.set(registry.size);
 
   const engine = new SessionEngine({
@@ -167,6 +189,8 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
       ws.closeAll();
       ws.close();
       engine.close();
+      await watcher?.close();
+      await pool?.close();
     })();
     return shutdownPromise;
   };

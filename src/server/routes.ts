@@ -2,9 +2,10 @@
  * HTTP routes: chat (JSON and SSE), characters, sessions, health and metrics.
  * Route templates double as the `route` metric label.
  */
+import { basename } from 'node:path';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { CharacterRegistry } from '../characters/registry.js';
-import type { Character } from '../characters/types.js';
+import type { Character, CharacterIssue } from '../characters/types.js';
 import { isErrorCode, NpcdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -54,11 +55,18 @@ export function registerRoutes(app: TemplatedApp, deps: RouteDeps): void {
   };
 
   add('post', '/v1/chat', (x) => chat(x, deps));
-  add('get', '/v1/characters', (x) => x.json(200, { characters: deps.registry.list().map(characterSummary) }));
+  add('get', '/v1/characters', (x) =>
+    x.json(200, {
+      characters: deps.registry.list().map(characterSummary),
+      // Files that did not load (a character that loaded before keeps serving its last good version).
+      failures: [...deps.registry.failures].map(([file, issues]) => ({ file: basename(file), issues: issues.map(issueJson) })),
+    }),
+  );
   add('get', '/v1/characters/:id', (x, [id]) => {
     const c = deps.registry.get(id!);
     if (!c) throw new NpcdError('ERR_CHARACTER_NOT_FOUND', `no character with id or name ${JSON.stringify(id)}`);
-    x.json(200, characterDetail(c));
+    const failed = deps.registry.failures.get(c.source);
+    x.json(200, { ...characterDetail(c), load_error: failed ? { file: basename(c.source), issues: failed.map(issueJson) } : undefined });
   });
   add('get', '/v1/sessions/:id', async (x, [id]) => x.json(200, sessionSummary(await findSession(deps, id!))));
   add('get', '/v1/sessions/:id/messages', async (x, [id]) => {
@@ -145,6 +153,10 @@ async function findSession(deps: RouteDeps, id: string): Promise<Session> {
   const session = id.length <= MAX_ID_LENGTH ? await deps.engine.find(id) : undefined;
   if (!session) throw new NpcdError('ERR_SESSION_NOT_FOUND', `no session ${JSON.stringify(id.slice(0, MAX_ID_LENGTH))}`);
   return session;
+}
+
+function issueJson(i: CharacterIssue) {
+  return { file: basename(i.file), line: i.line, column: i.column, message: i.message };
 }
 
 function characterSummary(c: Character) {

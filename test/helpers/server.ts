@@ -1,6 +1,7 @@
 /** Starts an npcd server on a free loopback port for one test, closed in teardown. */
 import type { Test } from 'tap';
 import { loadServeConfig, type ServeConfig } from '../../src/config/serve.js';
+import { CharacterRegistry } from '../../src/characters/registry.js';
 import { startServer, type NpcdServer, type ServerParts } from '../../src/server/app.js';
 
 export interface TestServer {
@@ -10,8 +11,18 @@ export interface TestServer {
   ws: string;
 }
 
+/**
+ * Starts a server. Unless the test asks for `watch: true` (the parse worker
+ * pool and hot reload), characters are loaded inline, which keeps the many
+ * short-lived test servers fast.
+ */
 export async function testServer(t: Test, overrides: Partial<ServeConfig> = {}, parts: ServerParts = {}): Promise<TestServer> {
-  const { config } = loadServeConfig([], {}, { host: '127.0.0.1', port: 0, scriptTokenDelayMs: 0, shutdownTimeoutMs: 2000, ...overrides });
+  const { config } = loadServeConfig([], {}, { host: '127.0.0.1', port: 0, scriptTokenDelayMs: 0, shutdownTimeoutMs: 2000, watch: false, ...overrides });
+  if (!config.watch && !parts.registry) {
+    const registry = new CharacterRegistry();
+    registry.loadDirectory(config.characters);
+    parts = { ...parts, registry };
+  }
   const server = await startServer(config, parts);
   t.teardown(() => server.shutdown(0));
   return { server, config, http: `http://127.0.0.1:${server.port}`, ws: `ws://127.0.0.1:${server.port}/v1/ws` };

@@ -1,0 +1,83 @@
+/**
+ * The pool of worker threads that parse character files (piscina). Every
+ * task has a deadline and every worker has V8 heap and stack limits: a file
+ * that takes too long or too much memory fails with a file:1:1 issue, its
+ * worker is replaced, and the server's event loop never waits on a parse.
+ */
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import type { ParseTask, ParseTaskResult } from './parse-worker.js';
+import { fromCharacterData } from './transfer.js';
+import type { Character, CharacterIssue } from './types.js';
+
+export interface ParsePoolOptions {
+  /** Worker threads (default: half the cores, at least 1, at most 4). */
+  readonly threads?: number;
+  /** A parse that takes longer fails (default 2000 ms). */
+  readonly taskTimeoutMs?: number;
+  /** V8 old-generation heap per worker (default 64 MiB). */
+  readonly maxHeapMb?: number;
+  /** Tasks waiting beyond the running ones (default 1000). */
+  readonly maxQueue?: number;
+}
+
+export interface ParseOutcome {
+  readonly character?: Character;
+  readonly issues: readonly CharacterIssue[];
+}
+
+export class ParsePool {
+  private readonly pool: Piscina;
+  readonly taskTimeoutMs: number;
+
+  constructor(options: ParsePoolOptions = {}) {
+    const threads = options.threads ?? Math.max(1, Math.min(4, Math.floor(availableParallelism() / 2)));
+    this.taskTimeoutMs = options.taskTimeoutMs ?? 2000;
+    const maxHeapMb = options.maxHeapMb ?? 64;
+    this.pool = new Piscina({
+      filename: new URL('./parse-worker.js', import.meta.url).href,
+      minThreads: 1,
+      maxThreads: threads,
+      maxQueue: options.maxQueue ?? 1000,
+      idleTimeout: 30_000,
+      resourceLimits: { maxOldGenerationSizeMb: maxHeapMb, maxYoungGenerationSizeMb: 16, stackSizeMb: 4 },
+    });
+    // A worker that dies (e.g. out of memory) fails its task, which
+    // parseScript reports; piscina also emits the error here, and an
+    // unhandled 'error' event would end the process.
+    this.pool.on('error', () => {});
+  }
+
+  get queueSize(): number {
+    return this.pool.queueSize;
+  }
+
+  /** Parses a character script (YAML); never rejects: failures are issues. */
+  async parseScript(file: string, text: string): Promise<ParseOutcome> {
+    const task: ParseTask = { kind: 'script', file, text };
+    let result: ParseTaskResult;
+    // A referenced timer (AbortSignal.timeout's is not): a caller awaiting
+    // a parse gets its answer even when nothing else keeps the process up.
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), this.taskTimeoutMs);
+    try {
+      result = (await this.pool.run(task, { signal: abort.signal })) as ParseTaskResult;
+    } catch (err) {
+      return { issues: [{ file, line: 1, column: 1, message: describeFailure(err, this.taskTimeoutMs) }] };
+    } finally {
+      clearTimeout(timer);
+    }
+    return result.character ? { character: fromCharacterData(result.character), issues: result.issues } : { issues: result.issues };
+  }
+
+  close(): Promise<void> {
+    return this.pool.destroy();
+  }
+}
+
+function describeFailure(err: unknown, timeoutMs: number): string {
+  const e = err as Error & { code?: string };
+  if (e.name === 'AbortError') return `parsing took longer than ${timeoutMs} ms and was stopped`;
+  if (e.code === 'ERR_WORKER_OUT_OF_MEMORY') return 'parsing needed more memory than a parse worker may use and was stopped';
+  return `parse worker failed: ${e.message}`;
+}

@@ -1,0 +1,31 @@
+/**
+ * Piscina worker: parses and validates character files off the event loop.
+ * A hostile file (an alias bomb, deep nesting, megabytes of text) costs this
+ * worker's time and memory, bounded by the pool's task timeout and resource
+ * limits, never the server's event loop.
+ */
+import { parseCharacterScript } from './script.js';
+import { type CharacterData, toCharacterData } from './transfer.js';
+import type { CharacterIssue } from './types.js';
+
+export interface ParseTask {
+  readonly kind: 'script';
+  readonly file: string;
+  readonly text: string;
+}
+
+export interface ParseTaskResult {
+  readonly character?: CharacterData;
+  readonly issues: readonly CharacterIssue[];
+}
+
+export default function parse(task: ParseTask): ParseTaskResult {
+  switch (task.kind) {
+    case 'script': {
+      const { character, issues } = parseCharacterScript(task.text, task.file);
+      return character ? { character: toCharacterData(character), issues } : { issues };
+    }
+    default:
+      return { issues: [{ file: String((task as ParseTask).file), line: 1, column: 1, message: `unknown parse task ${JSON.stringify((task as { kind: unknown }).kind)}` }] };
+  }
+}
