@@ -203,7 +203,7 @@ export class SessionEngine {
     // Pieces joined once at the end: a string grown by += is a rope of every
     // piece, several times the size of the flat text kept in the history.
     const pieces: string[] = [];
-    let state = session.stateOf(character.id, character.initialState);
+    let state = session.stateOf(character);
     let result: TurnResult | undefined;
     let finish: FinishReason = 'stop';
     const input = {

@@ -50,8 +50,13 @@ export class Session {
     return this.listeners.size;
   }
 
-  stateOf(characterId: string, initial: string): string {
-    return this.data.states[characterId] ?? initial;
+  /**
+   * The character's state in this session; its initial state when it has
+   * none yet, or when a reloaded version of the character no longer has it.
+   */
+  stateOf(character: { readonly id: string; readonly initialState: string; readonly states: readonly string[] }): string {
+    const state = this.data.states[character.id];
+    return state !== undefined && character.states.includes(state) ? state : character.initialState;
   }
 
   /**

@@ -333,7 +333,8 @@ t.test('open() and find()', async (t) => {
   // A session only in the store is adopted, with its history and states.
   await store.save({ id: 'stored', createdAt: 1, lastActive: 1, states: { [CHAR]: 'wary' }, turns: [{ id: 'old', role: 'user', character: CHAR, text: 'x', at: 1, tokens: 1 }], userTurns: 1 });
   const s = await engine.find('stored');
-  t.equal(s?.stateOf(CHAR, 'calm'), 'wary');
+  t.equal(s?.stateOf({ id: CHAR, initialState: 'calm', states: ['calm', 'wary'] }), 'wary');
+  t.equal(s?.stateOf({ id: CHAR, initialState: 'calm', states: ['calm'] }), 'calm', 'a state a reloaded character no longer has falls back to its initial state');
   t.equal(s?.hasId('old'), true, 'ids of stored user turns are remembered');
   t.match(thrown(() => engine.chat(s!, { id: 'old', character: CHAR, text: 'x' })), { code: 'ERR_CHAT_DUPLICATE_ID' });
   const opened = await engine.open('stored');
