@@ -3,6 +3,7 @@
  * The npcd command line: `npcd serve` (the default) runs the server.
  */
 import { readFileSync } from 'node:fs';
+import { runCheck } from './characters/check.js';
 import { loadServeConfig, serveHelp } from './config/serve.js';
 import { NpcdError } from './errors.js';
 import { createLogger } from './log.js';
@@ -14,6 +15,7 @@ const USAGE = `Usage: npcd <command> [options]
 
 Commands:
   serve      Run the server (default). See npcd serve --help.
+  check      Validate character files: npcd check PATH... (see npcd check --help).
   help       Show this help.
   version    Print the version.
 `;
@@ -59,6 +61,8 @@ async function main(argv: string[]): Promise<number> {
       return serve([]);
     case 'serve':
       return serve(rest);
+    case 'check':
+      return runCheck(rest, (s) => process.stdout.write(s));
     case 'help':
     case '--help':
     case '-h':
