@@ -4,7 +4,7 @@
  * expanded to the character files they hold.
  */
 import { statSync } from 'node:fs';
-import { CHARACTER_FILE_RE, listCharacterFiles, readCharacterFile } from './registry.js';
+import { CHARACTER_FILE_RE, listCharacterFiles, readCharacterFile, readReferencedFile } from './registry.js';
 import { formatIssue, parseCharacterScript } from './script.js';
 import type { CharacterIssue } from './types.js';
 
@@ -27,7 +27,7 @@ export function checkFile(file: string): CharacterIssue[] {
   if (!CHARACTER_FILE_RE.test(file)) return [{ file, line: 1, column: 1, message: 'not a character file: expected .yaml or .yml' }];
   const read = readCharacterFile(file);
   if (!('text' in read)) return read.issues;
-  return [...parseCharacterScript(read.text, file).issues];
+  return [...parseCharacterScript(read.text, file, { readFile: readReferencedFile }).issues];
 }
 
 export function check(paths: readonly string[]): CheckReport {

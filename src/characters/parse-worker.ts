@@ -4,6 +4,7 @@
  * worker's time and memory, bounded by the pool's task timeout and resource
  * limits, never the server's event loop.
  */
+import { readReferencedFile } from './registry.js';
 import { parseCharacterScript } from './script.js';
 import { type CharacterData, toCharacterData } from './transfer.js';
 import type { CharacterIssue } from './types.js';
@@ -22,7 +23,7 @@ export interface ParseTaskResult {
 export default function parse(task: ParseTask): ParseTaskResult {
   switch (task.kind) {
     case 'script': {
-      const { character, issues } = parseCharacterScript(task.text, task.file);
+      const { character, issues } = parseCharacterScript(task.text, task.file, { readFile: readReferencedFile });
       return character ? { character: toCharacterData(character), issues } : { issues };
     }
     default:

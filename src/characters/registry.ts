@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { NpcdError } from '../errors.js';
-import { formatIssue, parseCharacterScript } from './script.js';
+import { formatIssue, MAX_LOREBOOK_BYTES, parseCharacterScript } from './script.js';
 import type { ParsePool } from './parse-pool.js';
 import type { Character, CharacterIssue } from './types.js';
 
@@ -118,7 +118,7 @@ export class CharacterRegistry {
   /** Parses one file inline and applies it (see `apply`). */
   loadFile(file: string): { character?: Character; issues: CharacterIssue[] } {
     const read = readCharacterFile(file);
-    return this.apply(file, 'text' in read ? parseCharacterScript(read.text, file) : { issues: read.issues });
+    return this.apply(file, 'text' in read ? parseCharacterScript(read.text, file, { readFile: readReferencedFile }) : { issues: read.issues });
   }
 
   /** Like loadDirectory, parsing in the worker pool. */
@@ -149,6 +149,17 @@ export function listCharacterFiles(dir: string): string[] {
 }
 
 export const CHARACTER_FILE_RE = /\.ya?ml$/i;
+
+/** Reads a file a script refers to (a lorebook), within MAX_LOREBOOK_BYTES. */
+export function readReferencedFile(path: string): string | Error {
+  try {
+    const size = statSync(path).size;
+    if (size > MAX_LOREBOOK_BYTES) return new Error(`file is ${size} bytes; the limit is ${MAX_LOREBOOK_BYTES}`);
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    return err as Error;
+  }
+}
 
 /** A character file's text, or why it cannot be read (too large, unreadable). */
 export function readCharacterFile(file: string): { text: string } | { issues: CharacterIssue[] } {

@@ -1,9 +1,12 @@
 /**
  * Character scripts: YAML (see docs/characters.md) parsed and validated into an
  * immutable Character. Every problem is reported with file:line:column, and all
- * problems in one file are reported together. Pure: no I/O here.
+ * problems in one file are reported together. Pure: files a script refers to
+ * (lorebooks) are read through the caller's `readFile`.
  */
+import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, LineCounter, type Node, parseDocument } from 'yaml';
+import { type Lorebook, parseLorebookJson } from '../lore/index.js';
 import { checkRegex } from './safe-regex.js';
 import { compileTemplate, type Template, TemplateError } from './template.js';
 import type { Character, CharacterIssue, Trigger } from './types.js';
@@ -12,10 +15,22 @@ export const CHARACTER_ID_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const MAX_ALIASES = 100;
 const TOP_KEYS = [
   'id', 'name', 'aliases', 'description', 'persona', 'system_prompt', 'greeting', 'user_name',
-  'examples', 'initial_state', 'states', 'triggers',
+  'examples', 'initial_state', 'states', 'triggers', 'lorebooks',
 ] as const;
 const TRIGGER_KEYS = ['on_mention', 'on_keyword', 'on_regex', 'in_state', 'respond', 'goto'] as const;
 const STATE_RE = /^[\p{L}\p{N}_-]{1,64}$/u;
+
+/** Largest lorebook file read for a script. */
+export const MAX_LOREBOOK_BYTES = 4 * 1024 * 1024;
+
+export interface ParseOptions {
+  /**
+   * Reads a file a script refers to (its `lorebooks`), by absolute path;
+   * returns the text or an Error. Without it, `lorebooks` is an error:
+   * parsing itself does no I/O.
+   */
+  readonly readFile?: (path: string) => string | Error;
+}
 
 export interface ParseResult {
   readonly character: Character | undefined;
@@ -30,7 +45,7 @@ export function idFromFileName(file: string): string {
   return base.replace(/\.(ya?ml)$/i, '').toLowerCase();
 }
 
-export function parseCharacterScript(text: string, file: string): ParseResult {
+export function parseCharacterScript(text: string, file: string, options: ParseOptions = {}): ParseResult {
   const issues: CharacterIssue[] = [];
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
@@ -204,6 +219,20 @@ export function parseCharacterScript(text: string, file: string): ParseResult {
     });
   }
 
+  // Lorebooks (SillyTavern World Info or card character_book JSON), relative to the script.
+  const lorebooks: Lorebook[] = [];
+  const lorebookFiles: string[] = [];
+  strList(['lorebooks'], obj.lorebooks, 'lorebooks').forEach((name, i) => {
+    const path = resolve(dirname(file), name);
+    const text = options.readFile ? options.readFile(path) : new Error('this reader cannot open files');
+    lorebookFiles.push(path);
+    if (text instanceof Error) return issue(['lorebooks', i], `lorebook ${JSON.stringify(name)}: ${text.message}`);
+    const parsed = parseLorebookJson(text);
+    const errors = parsed.issues.filter((p) => p.severity === 'error');
+    for (const e of errors.slice(0, 20)) issue(['lorebooks', i], `lorebook ${JSON.stringify(name)}: ${e.path}: ${e.message}`);
+    if (parsed.lorebook && errors.length === 0) lorebooks.push(parsed.lorebook);
+  });
+
   if (issues.length > 0) return { character: undefined, issues };
   const character: Character = Object.freeze({
     id: idText,
@@ -215,6 +244,8 @@ export function parseCharacterScript(text: string, file: string): ParseResult {
     greeting: str('greeting', false),
     userName: str('user_name', false, 'User').trim() || 'User',
     examples: Object.freeze(examples),
+    lorebooks: Object.freeze(lorebooks),
+    lorebookFiles: Object.freeze(lorebookFiles),
     initialState: initial,
     states: Object.freeze(states),
     triggers: Object.freeze(triggers),

@@ -1,3 +1,4 @@
+import type { Lorebook } from '../lore/index.js';
 import type { Template } from './template.js';
 
 export interface Trigger {
@@ -29,6 +30,10 @@ export interface Character {
   readonly initialState: string;
   readonly states: readonly string[];
   readonly triggers: readonly Trigger[];
+  /** Lorebooks whose entries the prompt draws on (from `lorebooks` or a card's character_book). */
+  readonly lorebooks: readonly Lorebook[];
+  /** Lorebook files the character was built from (a change reloads it). */
+  readonly lorebookFiles: readonly string[];
   /** File the character was loaded from. */
   readonly source: string;
 }

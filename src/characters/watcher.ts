@@ -1,6 +1,6 @@
 /**
  * Hot reload: watches the characters folder and re-parses a file when it
- * changes (in the worker pool), swapping the new version in with one
+ * (or a lorebook JSON file in the folder it uses) changes (in the worker pool), swapping the new version in with one
  * registry update. A file that fails keeps its last good version serving;
  * the problem is logged with file:line:column, counted, and shown by
  * GET /v1/characters/:id. New files appear and deleted files disappear
@@ -45,9 +45,11 @@ export class CharacterWatcher {
     this.watcher = watcher;
     const onFile = (file: string) => {
       if (CHARACTER_FILE_RE.test(basename(file))) this.reload(file);
+      else if (/\.json$/i.test(file)) this.lorebookChanged(file);
     };
     watcher.on('add', onFile).on('change', onFile).on('unlink', (file) => {
       if (CHARACTER_FILE_RE.test(basename(file))) this.remove(file);
+      else if (/\.json$/i.test(file)) this.lorebookChanged(file);
     });
     watcher.on('error', (err) => this.log.error({ err }, 'character folder watcher failed'));
     return new Promise((resolve) => watcher.once('ready', () => resolve()));
@@ -85,6 +87,18 @@ export class CharacterWatcher {
       this.busy.delete(file);
       this.log.error({ err, file }, 'character reload failed');
     });
+  }
+
+  /**
+   * A JSON file in the folder changed: the scripts built from it (their
+   * `lorebooks`) are parsed again, and so are the files that failed (one may
+   * have been waiting for it).
+   */
+  private lorebookChanged(file: string): void {
+    const { registry } = this.options;
+    const scripts = new Set(registry.list().filter((c) => c.lorebookFiles.includes(file)).map((c) => c.source));
+    for (const failed of registry.failures.keys()) if (CHARACTER_FILE_RE.test(basename(failed))) scripts.add(failed);
+    for (const script of scripts) this.reload(script);
   }
 
   private remove(file: string): void {

@@ -2,13 +2,16 @@
  * Prompt building, in one place. The order is fixed so the prefix stays the
  * same from turn to turn (upstream prompt caches keep hitting): system prompt,
  * description, persona, greeting, history (newest that fit the budget), then
- * the character's current state and the user's message. Token counts are
+ * the lore the conversation activates (in a stable order), the character's
+ * current state and the user's message; what changes from turn to turn comes
+ * last. Token counts are
  * approximate (see text/tokens.ts); each turn's count is taken once, when the
  * turn is stored, so building a prompt costs nothing per past message but a
  * few additions.
  */
 import { compileTemplate, type Template, type TemplateContext } from '../characters/template.js';
 import type { Character } from '../characters/types.js';
+import { activate, formatLore } from '../lore/index.js';
 import type { ChatMessage } from '../providers/types.js';
 import type { Turn } from '../session/types.js';
 import { countTokens } from '../text/tokens.js';
@@ -86,6 +89,7 @@ export function buildPrompt(input: PromptInput): Prompt {
   const system = render(c, cacheOf(c).system, context);
   const greeting = c.greeting ? render(c, c.greeting, context) : undefined;
   const stateLine = render(c, `{{char}}'s current state: ${input.state}.`, context);
+  const lore = c.lorebooks.length > 0 ? activeLore(c, history, input.userText, context) : undefined;
 
   // Newest history first, while it fits the budget.
   const budget = input.historyBudget ?? HISTORY_TOKEN_BUDGET;
@@ -101,7 +105,7 @@ export function buildPrompt(input: PromptInput): Prompt {
   }
   const tokens =
     system.tokens + (greeting ? greeting.tokens + MESSAGE_OVERHEAD : 0) + used +
-    stateLine.tokens + (input.userTokens ?? countTokens(input.userText)) + 3 * MESSAGE_OVERHEAD;
+    stateLine.tokens + (lore ? lore.tokens + MESSAGE_OVERHEAD : 0) + (input.userTokens ?? countTokens(input.userText)) + 3 * MESSAGE_OVERHEAD;
 
   // The caller's history array changes after this turn starts: keep our part.
   const kept = history.slice(oldest);
@@ -113,9 +117,41 @@ export function buildPrompt(input: PromptInput): Prompt {
       messages = [{ role: 'system', content: system.text }];
       if (greeting) messages.push({ role: 'assistant', content: greeting.text });
       for (const t of kept) if (t.character === c.id) messages.push({ role: t.role, content: t.text });
+      if (lore) messages.push({ role: 'system', content: lore.text });
       messages.push({ role: 'system', content: stateLine.text });
       messages.push({ role: 'user', content: input.userText });
       return messages;
     },
   };
+}
+
+/** Lore text per turn within this budget, in approximate tokens. */
+export const LORE_TOKEN_BUDGET = 1024;
+/** Most recent messages a lorebook scans (books and entries may ask for fewer). */
+const LORE_SCAN_MESSAGES = 8;
+
+/**
+ * The lorebook entries the conversation activates (the user's message and
+ * the latest turns with this character), as one text in the books' stable
+ * order, with {{char}}/{{user}} rendered. Undefined when none activate.
+ */
+function activeLore(c: Character, history: readonly Turn[], userText: string, context: TemplateContext): Rendered | undefined {
+  const messages: string[] = [];
+  for (let i = history.length - 1; i >= 0 && messages.length < LORE_SCAN_MESSAGES - 1; i--) {
+    if (history[i]!.character === c.id) messages.push(history[i]!.text);
+  }
+  messages.reverse().push(userText);
+  const macro = (text: string) => text.replaceAll('{{char}}', context.CharacterName).replaceAll('{{user}}', context.UserName);
+  const parts: string[] = [];
+  let budget = LORE_TOKEN_BUDGET;
+  for (const book of c.lorebooks) {
+    if (budget <= 0) break;
+    const result = activate(book, { messages, budgetTokens: budget, render: macro });
+    if (result.entries.length === 0) continue;
+    parts.push(formatLore(result.entries));
+    budget -= result.tokens;
+  }
+  if (parts.length === 0) return undefined;
+  const text = `World info:\n${parts.join('\n')}`;
+  return { text, tokens: countTokens(text) };
 }

@@ -115,3 +115,22 @@ t.test('many reloads, good and bad, while clients chat: no request fails', async
   t.match(m, /npcd_character_reloads_total\{result="loaded"\} [1-9]/);
   t.match(m, /npcd_character_reloads_total\{result="failed"\} [1-9]/);
 });
+
+t.test('a lorebook file in the folder reloads the scripts that use it', async (t) => {
+  const dir = folder(t);
+  const book = (content: string) => JSON.stringify({ entries: { 0: { uid: 0, key: ['lantern'], content } } });
+  writeFileSync(join(dir, 'lore.json'), book('The lantern is blue.'));
+  writeFileSync(join(dir, 'echo.yaml'), script('v1') + 'lorebooks: [lore.json]\n');
+  const { server } = await testServer(t, { characters: dir, watch: true });
+  await until('lorebook loaded', async () => (server.registry.get('echo')?.lorebooks.length === 1 ? true : undefined));
+  t.equal(server.registry.get('echo')!.lorebooks[0]!.entries[0]!.content, 'The lantern is blue.');
+  replace(dir, 'lore.json', book('The lantern is red.'));
+  await until('new lore', async () => (server.registry.get('echo')?.lorebooks[0]?.entries[0]?.content === 'The lantern is red.' ? true : undefined));
+  t.pass('the script was rebuilt with the new lorebook');
+  rmSync(join(dir, 'lore.json'));
+  await until('failure', async () => (server.registry.failures.has(join(dir, 'echo.yaml')) ? true : undefined));
+  t.equal(server.registry.get('echo')?.lorebooks[0]?.entries[0]?.content, 'The lantern is red.', 'a missing lorebook keeps the last good version');
+  writeFileSync(join(dir, 'lore.json'), book('The lantern is green.'));
+  await until('back', async () => (server.registry.get('echo')?.lorebooks[0]?.entries[0]?.content === 'The lantern is green.' ? true : undefined));
+  t.notOk(server.registry.failures.has(join(dir, 'echo.yaml')), 'the failed script loads once its lorebook is back');
+});

@@ -1,0 +1,56 @@
+import t, { type Test } from 'tap';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readReferencedFile } from '../../src/characters/registry.js';
+import { parseCharacterScript } from '../../src/characters/script.js';
+import { buildPrompt } from '../../src/dialogue/prompt.js';
+import type { Turn } from '../../src/session/types.js';
+
+const WORLD_INFO = fileURLToPath(new URL('../../../shared/fixtures/cards/eldoria.lorebook.json', import.meta.url));
+const ctx = { UserInput: '', CharacterName: 'Seraphina', UserName: 'Ann', State: 'calm', PreviousState: 'calm', Turn: '1' };
+
+function script(t: Test, lorebook: string) {
+  const dir = mkdtempSync(join(tmpdir(), 'npcd-lore-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'seraphina.yaml');
+  const text = `name: Seraphina\nlorebooks:\n  - ${JSON.stringify(lorebook)}\ntriggers:\n  - on_keyword: [zzz]\n    respond: ok\n`;
+  writeFileSync(file, text);
+  return parseCharacterScript(text, file, { readFile: readReferencedFile });
+}
+
+t.test('a script names a World Info file; the prompt carries what the conversation activates', async (t) => {
+  const { character, issues } = script(t, WORLD_INFO);
+  t.same(issues, []);
+  t.equal(character!.lorebooks.length, 1);
+  t.same(character!.lorebookFiles, [WORLD_INFO]);
+  const history: Turn[] = [];
+  const p1 = buildPrompt({ character: character!, state: 'default', history, userText: 'What is Eldoria?', context: ctx });
+  const lore = p1.messages.find((m) => m.content.startsWith('World info:'));
+  t.ok(lore, 'a lore message');
+  t.match(lore!.content, /Eldoria is here, all of the woods/);
+  t.notMatch(lore!.content, /\{\{char\}\}|\{\{user\}\}/, 'macros rendered');
+  t.match(lore!.content, /Seraphina/);
+  const roles = p1.messages.map((m) => m.role);
+  t.same(roles.slice(-3), ['system', 'system', 'user'], 'lore, then the state line, then the message');
+  const p2 = buildPrompt({ character: character!, state: 'default', history, userText: 'What is Eldoria?', context: ctx });
+  t.equal(p2.messages.find((m) => m.content.startsWith('World info:'))!.content, lore!.content, 'the same conversation gives byte-identical lore');
+  const none = buildPrompt({ character: character!, state: 'default', history, userText: 'hello there', context: ctx });
+  t.notOk(none.messages.some((m) => m.content.startsWith('World info:')), 'nothing activated, no lore message');
+  t.ok(p1.tokens > none.tokens, 'lore counts toward the prompt size');
+});
+
+t.test('a missing or broken lorebook is a problem of the script, with its line', async (t) => {
+  const missing = script(t, 'nope.json');
+  t.equal(missing.character, undefined);
+  t.match(missing.issues, [{ line: 3, message: /lorebook "nope.json": ENOENT/ }]);
+  const dir = mkdtempSync(join(tmpdir(), 'npcd-lore-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const bad = join(dir, 'bad.json');
+  writeFileSync(bad, JSON.stringify({ entries: { 0: { uid: 0, key: ['/(a+)+$/'], content: 'x' } } }));
+  const unsafe = script(t, bad);
+  t.equal(unsafe.character, undefined);
+  t.match(unsafe.issues[0]?.message, /lorebook .*\$\.entries.*key/);
+  t.equal(parseCharacterScript('name: X\nlorebooks: [a.json]\n', '/x/x.yaml').issues[0]?.message, 'lorebook "a.json": this reader cannot open files', 'parsing itself does no I/O');
+});
