@@ -7,9 +7,10 @@
 import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, LineCounter, type Node, parseDocument } from 'yaml';
 import { type Lorebook, parseLorebookJson } from '../lore/index.js';
+import { NUMERIC_TRAIT_KEYS, type NumericTraitKey, type Persona, parsePersona, parseTraitCondition, type TraitCondition, traitSpec } from '../persona/index.js';
 import { checkRegex } from './safe-regex.js';
 import { compileTemplate, type Template, TemplateError } from './template.js';
-import type { Character, CharacterIssue, Trigger } from './types.js';
+import type { Character, CharacterIssue, TraitAdjustment, Trigger } from './types.js';
 
 export const CHARACTER_ID_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const MAX_ALIASES = 100;
@@ -17,7 +18,7 @@ const TOP_KEYS = [
   'id', 'name', 'aliases', 'description', 'persona', 'system_prompt', 'greeting', 'user_name',
   'examples', 'initial_state', 'states', 'triggers', 'lorebooks',
 ] as const;
-const TRIGGER_KEYS = ['on_mention', 'on_keyword', 'on_regex', 'in_state', 'respond', 'goto'] as const;
+const TRIGGER_KEYS = ['on_mention', 'on_keyword', 'on_regex', 'in_state', 'if_trait', 'respond', 'goto', 'adjust'] as const;
 const STATE_RE = /^[\p{L}\p{N}_-]{1,64}$/u;
 
 /** Largest lorebook file read for a script. */
@@ -165,6 +166,21 @@ export function parseCharacterScript(text: string, file: string, options: ParseO
     if (obj[key] !== undefined) template([key], str(key, false));
   }
 
+  // The persona DSL, its problems placed in the file.
+  let personaSpec: Persona | undefined;
+  if (obj.persona !== undefined && obj.persona !== null) {
+    const personaText = str('persona', false);
+    const parsed = parsePersona(personaText);
+    const node = nodeAt(['persona']);
+    for (const p of parsed.issues) {
+      if (p.severity !== 'error') continue;
+      const offset = personaOffset(text, node, p.line, p.column);
+      const { line, col } = lineCounter.linePos(offset);
+      issues.push({ file, line, column: col, message: `persona: ${p.message}` });
+    }
+    personaSpec = parsed.persona;
+  }
+
   const triggers: Trigger[] = [];
   const rawTriggers = obj.triggers;
   if (rawTriggers !== undefined && rawTriggers !== null && !Array.isArray(rawTriggers)) {
@@ -214,8 +230,41 @@ export function parseCharacterScript(text: string, file: string, options: ParseO
       if (!onMention && keywords.length === 0 && t.on_regex === undefined) {
         issue(path, 'a trigger needs a condition: on_mention, on_keyword or on_regex');
       }
-      if (t.respond === undefined && t.goto === undefined) issue(path, 'a trigger needs an action: respond or goto');
-      triggers.push({ index, onMention, keywords, regex, inStates, respond, goto });
+      if (t.respond === undefined && t.goto === undefined && t.adjust === undefined) issue(path, 'a trigger needs an action: respond, goto or adjust');
+      // Persona conditions and changes.
+      const traitConditions: TraitCondition[] = [];
+      if (t.if_trait !== undefined) {
+        const list = Array.isArray(t.if_trait) ? t.if_trait : [t.if_trait];
+        list.forEach((c, i) => {
+          const p: Path = Array.isArray(t.if_trait) ? [...path, 'if_trait', i] : [...path, 'if_trait'];
+          if (typeof c !== 'string') return issue(p, '"if_trait" must be a condition like "trust < 0.3", or a list of them');
+          if (!personaSpec && obj.persona === undefined) return issue(p, '"if_trait" needs the character to have a persona');
+          const r = parseTraitCondition(c);
+          if ('error' in r) issue(p, `if_trait: ${r.error} (at column ${r.column} of the condition)`);
+          else traitConditions.push(r.condition);
+        });
+      }
+      const adjust: TraitAdjustment[] = [];
+      if (t.adjust !== undefined) {
+        const a = t.adjust;
+        if (a === null || typeof a !== 'object' || Array.isArray(a)) issue([...path, 'adjust'], '"adjust" must be a map of numeric traits to changes, e.g. {trust: -0.2} or {trust: {set: 0.1}}');
+        else if (!personaSpec && obj.persona === undefined) issue([...path, 'adjust'], '"adjust" needs the character to have a persona');
+        else {
+          for (const [key, v] of Object.entries(a as Record<string, unknown>)) {
+            const spec = traitSpec(key);
+            const p: Path = [...path, 'adjust', key];
+            if (!spec || spec.type !== 'number') {
+              issue(p, `adjust: ${JSON.stringify(key)} is not a numeric trait; expected one of ${NUMERIC_TRAIT_KEYS.join(', ')}`);
+              continue;
+            }
+            const set = v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>).set : undefined;
+            if (typeof v === 'number' && Number.isFinite(v)) adjust.push({ key: key as NumericTraitKey, change: v });
+            else if (typeof set === 'number' && Number.isFinite(set)) adjust.push({ key: key as NumericTraitKey, change: { set } });
+            else issue(p, `adjust.${key} must be a number (a change) or {set: number}`);
+          }
+        }
+      }
+      triggers.push({ index, onMention, keywords, regex, inStates, respond, goto, traitConditions, adjust });
     });
   }
 
@@ -240,6 +289,7 @@ export function parseCharacterScript(text: string, file: string, options: ParseO
     aliases: Object.freeze(aliases),
     description: str('description', false),
     persona: str('persona', false),
+    personaSpec,
     systemPrompt: str('system_prompt', false),
     greeting: str('greeting', false),
     userName: str('user_name', false, 'User').trim() || 'User',
@@ -272,6 +322,43 @@ function templateOffset(text: string, node: Node | undefined, template: string, 
   let pos = src.indexOf('{{');
   for (let j = 0; j < k && pos >= 0; j++) pos = src.indexOf('{{', pos + 2);
   return pos < 0 ? range[0] : range[0] + pos + (errorOffset - actionStart);
+}
+
+/**
+ * Where in the file a persona problem is: the persona's line and column
+ * (code points) inside its YAML scalar. A quoted scalar on one line starts
+ * after its quote; a block scalar's lines start after its indentation.
+ * (Escapes inside quotes can shift the column.)
+ */
+function personaOffset(text: string, node: Node | undefined, line: number, column: number): number {
+  const start = node?.range?.[0];
+  if (start === undefined) return 0;
+  const src = text.slice(start, node!.range![1]);
+  const first = src[0];
+  if (first === '|' || first === '>') {
+    // Block scalar: content lines follow the header line.
+    let at = text.indexOf('\n', start) + 1;
+    for (let l = 1; l < line && at > 0; l++) at = text.indexOf('\n', at) + 1;
+    if (at <= 0) return start;
+    const indent = /^[ \t]*/.exec(text.slice(at))![0].length;
+    return at + indent + codePointsToUnits(text.slice(at + indent), column - 1);
+  }
+  const body = first === '"' || first === "'" ? start + 1 : start;
+  if (line === 1) return body + codePointsToUnits(text.slice(body), column - 1);
+  let at = body;
+  for (let l = 1; l < line; l++) {
+    const nl = text.indexOf('\n', at);
+    if (nl < 0) return body;
+    at = nl + 1;
+  }
+  const indent = /^[ \t]*/.exec(text.slice(at))![0].length;
+  return at + indent + codePointsToUnits(text.slice(at + indent), column - 1);
+}
+
+function codePointsToUnits(s: string, points: number): number {
+  let units = 0;
+  for (let i = 0; i < points && units < s.length; i++) units += s.codePointAt(units)! > 0xffff ? 2 : 1;
+  return units;
 }
 
 export function formatIssue(i: CharacterIssue): string {

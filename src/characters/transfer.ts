@@ -15,6 +15,8 @@ export interface TriggerData {
   readonly inStates: readonly string[] | undefined;
   readonly respond: string | undefined;
   readonly goto: string | undefined;
+  readonly traitConditions: Trigger['traitConditions'];
+  readonly adjust: Trigger['adjust'];
 }
 
 export type CharacterData = Omit<Character, 'triggers'> & { readonly triggers: readonly TriggerData[] };
@@ -30,6 +32,8 @@ export function toCharacterData(c: Character): CharacterData {
       inStates: t.inStates ? [...t.inStates] : undefined,
       respond: t.respond?.source,
       goto: t.goto,
+      traitConditions: t.traitConditions,
+      adjust: t.adjust,
     })),
   };
 }
@@ -43,6 +47,8 @@ export function fromCharacterData(d: CharacterData): Character {
     inStates: t.inStates ? new Set(t.inStates) : undefined,
     respond: t.respond === undefined ? undefined : compileTemplate(t.respond),
     goto: t.goto,
+    traitConditions: t.traitConditions,
+    adjust: t.adjust,
   }));
   return Object.freeze({
     ...d,

@@ -1,4 +1,5 @@
 import type { Lorebook } from '../lore/index.js';
+import type { NumericTraitKey, Persona, TraitChange, TraitCondition } from '../persona/index.js';
 import type { Template } from './template.js';
 
 export interface Trigger {
@@ -12,6 +13,15 @@ export interface Trigger {
   readonly inStates: ReadonlySet<string> | undefined;
   readonly respond: Template | undefined;
   readonly goto: string | undefined;
+  /** Persona conditions (`if_trait`), all of which must hold. */
+  readonly traitConditions: readonly TraitCondition[];
+  /** Changes to numeric persona traits (`adjust`), kept within their bounds. */
+  readonly adjust: readonly TraitAdjustment[];
+}
+
+export interface TraitAdjustment {
+  readonly key: NumericTraitKey;
+  readonly change: TraitChange;
 }
 
 /** A validated character, immutable once loaded. */
@@ -20,8 +30,10 @@ export interface Character {
   readonly name: string;
   readonly aliases: readonly string[];
   readonly description: string;
-  /** Raw persona DSL text. */
+  /** Persona DSL text as written. */
   readonly persona: string;
+  /** The validated persona (undefined when the script has none). */
+  readonly personaSpec: Persona | undefined;
   readonly systemPrompt: string;
   readonly greeting: string;
   readonly userName: string;

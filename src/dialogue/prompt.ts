@@ -12,6 +12,7 @@
 import { compileTemplate, type Template, type TemplateContext } from '../characters/template.js';
 import type { Character } from '../characters/types.js';
 import { activate, formatLore } from '../lore/index.js';
+import { describePersona } from '../persona/index.js';
 import type { ChatMessage } from '../providers/types.js';
 import type { Turn } from '../session/types.js';
 import { countTokens } from '../text/tokens.js';
@@ -47,11 +48,16 @@ function cacheOf(c: Character): CharacterCache {
   if (!cache) {
     const parts = [c.systemPrompt || `You are ${c.name}. Stay in character.`];
     if (c.description) parts.push(c.description);
-    // The persona is DSL text, not a template: escape any "{{" it holds.
-    if (c.persona) parts.push(`Persona: ${c.persona.replaceAll('{{', '{{"{{"}}')}`);
+    // The persona described in words (stable order); it is not a template: escape any "{{".
+    if (c.personaSpec) parts.push(`Persona: ${describePersona(c.personaSpec).replaceAll('{{', '{{"{{"}}')}`);
+    else if (c.persona) parts.push(`Persona: ${c.persona.replaceAll('{{', '{{"{{"}}')}`);
     caches.set(c, (cache = { system: parts.join('\n\n'), templates: new Map(), rendered: new Map() }));
   }
   return cache;
+}
+
+function withText(r: Rendered, more: string): Rendered {
+  return { text: r.text + more, tokens: r.tokens + countTokens(more) };
 }
 
 function render(c: Character, text: string, ctx: TemplateContext): Rendered {
@@ -69,6 +75,8 @@ function render(c: Character, text: string, ctx: TemplateContext): Rendered {
 export interface PromptInput {
   readonly character: Character;
   readonly state: string;
+  /** Persona traits the session changed (name → value). */
+  readonly traits?: Readonly<Record<string, number>>;
   readonly history: readonly Turn[];
   readonly userText: string;
   /** Token count of userText when the caller has it. */
@@ -88,7 +96,11 @@ export function buildPrompt(input: PromptInput): Prompt {
   const { character: c, context, history } = input;
   const system = render(c, cacheOf(c).system, context);
   const greeting = c.greeting ? render(c, c.greeting, context) : undefined;
-  const stateLine = render(c, `{{char}}'s current state: ${input.state}.`, context);
+  // Traits this session changed go with the state, at the end of the prompt.
+  // (Appended after rendering: the render cache holds one entry per state, not per value.)
+  const changed = Object.entries(input.traits ?? {}).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
+  const stateBase = render(c, `{{char}}'s current state: ${input.state}.`, context);
+  const stateLine = changed ? withText(stateBase, ` Persona now: ${changed}.`) : stateBase;
   const lore = c.lorebooks.length > 0 ? activeLore(c, history, input.userText, context) : undefined;
 
   // Newest history first, while it fits the budget.

@@ -6,6 +6,7 @@
  */
 import type { TemplateContext } from '../characters/template.js';
 import { evaluateTriggers } from '../characters/triggers.js';
+import { adjustTrait, NUMERIC_TRAIT_KEYS, type Persona, traitSpec, traitValue } from '../persona/index.js';
 import type { Character } from '../characters/types.js';
 import { NpcdError } from '../errors.js';
 import { pause } from '../providers/pace.js';
@@ -21,6 +22,8 @@ export interface TurnInput {
   readonly character: Character;
   /** State at the start of the turn. */
   readonly state: string;
+  /** Persona traits this session changed before the turn (see SessionData.traits). */
+  readonly traits?: Readonly<Record<string, number>>;
   readonly text: string;
   /** Approximate token count of `text`. */
   readonly textTokens: number;
@@ -37,8 +40,11 @@ export interface TurnInput {
 
 /** Receives a turn's events as they happen. */
 export interface TurnSink {
-  /** The reply starts, in `state` (after this turn's transitions); the turn waits for it. */
-  start(state: string): Promise<void>;
+  /**
+   * The reply starts, in `state` (after this turn's transitions), with the
+   * session's changed persona traits after it; the turn waits for it.
+   */
+  start(state: string, traits: Readonly<Record<string, number>>): Promise<void>;
   /** A piece of the reply. A returned promise pauses the turn until it settles. */
   token(text: string): void | Promise<void>;
 }
@@ -46,6 +52,8 @@ export interface TurnSink {
 /** How the turn ended; the reply's text is what the sink received. */
 export interface TurnResult {
   readonly state: string;
+  /** The session's changed persona traits after the turn. */
+  readonly traits: Readonly<Record<string, number>>;
   readonly finish: FinishReason;
   readonly usage: Usage;
 }
@@ -61,7 +69,11 @@ export function turnSeed(sessionId: string, turnNumber: number, text: string): n
  */
 export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnResult> {
   const { character, text, signal } = input;
-  const { respond, nextState } = evaluateTriggers(character, input.state, text);
+  const before = withTraits(character.personaSpec, input.traits);
+  const { respond, nextState, adjust } = evaluateTriggers(character, input.state, text, before);
+  let persona = before;
+  for (const a of adjust) if (persona) persona = adjustTrait(persona, a.key, a.change);
+  const traits = changedTraits(character.personaSpec, persona);
   const context: TemplateContext = {
     UserInput: text,
     CharacterName: character.name,
@@ -70,8 +82,8 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
     PreviousState: input.state,
     Turn: String(input.turnNumber),
   };
-  const prompt = buildPrompt({ character, state: nextState, history: input.history, userText: text, userTokens: input.textTokens, context });
-  await sink.start(nextState);
+  const prompt = buildPrompt({ character, state: nextState, traits, history: input.history, userText: text, userTokens: input.textTokens, context });
+  await sink.start(nextState, traits);
 
   let tokens = 0;
   if (respond?.respond) {
@@ -84,7 +96,7 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
       await sink.token(piece);
     }
     const finish: FinishReason = sent.length < pieces.length ? 'length' : 'stop';
-    return { state: nextState, finish, usage: { prompt_tokens: input.textTokens, completion_tokens: countTokens(sent.join('')) } };
+    return { state: nextState, traits, finish, usage: { prompt_tokens: input.textTokens, completion_tokens: countTokens(sent.join('')) } };
   }
 
   const stream = input.provider.generate(
@@ -110,5 +122,25 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
   const usage: Usage = result.usage
     ? { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens }
     : { prompt_tokens: prompt.tokens, completion_tokens: tokens };
-  return { state: nextState, finish: result.finish, usage };
+  return { state: nextState, traits, finish: result.finish, usage };
+}
+
+/** The character's persona with this session's changed traits. */
+function withTraits(base: Persona | undefined, traits: Readonly<Record<string, number>> | undefined): Persona | undefined {
+  if (!base || !traits) return base;
+  let p = base;
+  // A trait a reloaded persona no longer allows is dropped.
+  for (const [key, value] of Object.entries(traits)) if (traitSpec(key)?.type === 'number') p = adjustTrait(p, key, { set: value });
+  return p;
+}
+
+/** Numeric traits of `now` that differ from the character's own persona. */
+function changedTraits(base: Persona | undefined, now: Persona | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (!base || !now || base === now) return out;
+  for (const key of NUMERIC_TRAIT_KEYS) {
+    const v = traitValue(now, key);
+    if (typeof v === 'number' && v !== traitValue(base, key)) out[key] = v;
+  }
+  return out;
 }

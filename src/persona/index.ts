@@ -40,7 +40,7 @@ export { describeToken, parse } from './parser.js';
 export {
   type ConflictReaction, type EnumTraitKey, type ListTraitKey, type Mood, type NumericTraitKey,
   type OptionalNumericTraitKey, PERSONA_KEYS, PERSONA_TRAITS, type PersonaKey, type PersonaTraitValues,
-  type TextTraitKey, type TraitSpec, traitSpec,
+  type TextTraitKey, type TraitSpec, traitSpec, NUMERIC_TRAIT_KEYS,
 } from './traits.js';
 export type * from './types.js';
 export { validate } from './validate.js';

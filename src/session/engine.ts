@@ -210,6 +210,7 @@ export class SessionEngine {
       sessionId: session.id,
       character,
       state,
+      traits: data.traits?.[character.id],
       text,
       textTokens: userTurn.tokens,
       // Read when the prompt is built, before start(); the user turn is
@@ -223,9 +224,11 @@ export class SessionEngine {
     };
     try {
       result = await runTurn(input, {
-        start: async (next) => {
+        start: async (next, traits) => {
           state = next;
           data.states[character.id] = state;
+          if (Object.keys(traits).length > 0) (data.traits ??= {})[character.id] = { ...traits };
+          else if (data.traits) delete data.traits[character.id];
           this.pushTurn(data, userTurn);
           await store.appendTurns(data.id, [userTurn], limits.maxHistoryTurns);
           await store.save(data);

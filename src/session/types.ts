@@ -24,6 +24,11 @@ export interface SessionData {
   lastActive: number;
   /** Character id → current state-machine state. */
   states: Record<string, string>;
+  /**
+   * Character id → numeric persona traits changed in this session by
+   * scripts (`adjust`), within the traits' bounds; absent when unchanged.
+   */
+  traits?: Record<string, Record<string, number>>;
   /** History, oldest first, bounded by --max-history-turns. */
   turns: Turn[];
   /** User turns ever taken (not bounded; numbers the turns). */

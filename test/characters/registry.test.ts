@@ -70,7 +70,7 @@ t.test('a folder with good, bad, clashing and non-YAML files', async (t) => {
   const file = (name: string) => join(MIXED, name);
   t.same([...r.failures.keys()].sort(), [file('broken.yaml'), file('dup-name.yaml'), file('zz-dup-id.yaml')]);
   t.same(failed.map(formatIssue), [
-    `${file('broken.yaml')}:3:1: unknown character key "colour"; expected one of id, name, aliases, description, persona, system_prompt, greeting, user_name, examples, initial_state, states, triggers`,
+    `${file('broken.yaml')}:3:1: unknown character key "colour"; expected one of id, name, aliases, description, persona, system_prompt, greeting, user_name, examples, initial_state, states, triggers, lorebooks`,
     `${file('broken.yaml')}:6:11: unknown state "nowhere"; states are [default]`,
     `${file('dup-name.yaml')}:1:1: ${file('dup-name.yaml')}: id "other-wolf" or name "ALPHA WOLF" is already used by ${file('alpha.yaml')}`,
     `${file('zz-dup-id.yaml')}:1:1: ${file('zz-dup-id.yaml')}: id "alpha" or name "Someone Else" is already used by ${file('alpha.yaml')}`,

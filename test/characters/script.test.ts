@@ -10,8 +10,8 @@ import type { TemplateContext } from '../../src/characters/template.js';
 import type { CharacterIssue } from '../../src/characters/types.js';
 
 const FILE = 'chars/test-char.yaml';
-const ALLOWED_TOP = 'id, name, aliases, description, persona, system_prompt, greeting, user_name, examples, initial_state, states, triggers';
-const ALLOWED_TRIGGER = 'on_mention, on_keyword, on_regex, in_state, respond, goto';
+const ALLOWED_TOP = 'id, name, aliases, description, persona, system_prompt, greeting, user_name, examples, initial_state, states, triggers, lorebooks';
+const ALLOWED_TRIGGER = 'on_mention, on_keyword, on_regex, in_state, if_trait, respond, goto, adjust';
 
 const lines = (...l: string[]) => l.join('\n') + '\n';
 const parse = (text: string, file = FILE): ParseResult => parseCharacterScript(text, file);
@@ -202,10 +202,10 @@ t.test('in_state and goto must name declared states', async (t) => {
 
 t.test('trigger shape', async (t) => {
   t.same(issues('name: Bob\ntriggers:\n  - respond: hi\n'), ['3:5: a trigger needs a condition: on_mention, on_keyword or on_regex']);
-  t.same(issues('name: Bob\ntriggers:\n  - on_keyword: hi\n'), ['3:5: a trigger needs an action: respond or goto']);
+  t.same(issues('name: Bob\ntriggers:\n  - on_keyword: hi\n'), ['3:5: a trigger needs an action: respond, goto or adjust']);
   t.same(issues('name: Bob\ntriggers:\n  - in_state: default\n'), [
     '3:5: a trigger needs a condition: on_mention, on_keyword or on_regex',
-    '3:5: a trigger needs an action: respond or goto',
+    '3:5: a trigger needs an action: respond, goto or adjust',
   ]);
   t.same(issues('name: Bob\ntriggers:\n  - on_mention: false\n    respond: x\n'), ['3:5: a trigger needs a condition: on_mention, on_keyword or on_regex'], 'on_mention: false is no condition');
   t.same(issues('name: Bob\ntriggers:\n  - on_keyword: ["  "]\n    respond: x\n'), ['3:5: a trigger needs a condition: on_mention, on_keyword or on_regex'], 'blank keywords are no condition');
@@ -240,9 +240,9 @@ t.test('template errors point into the template', async (t) => {
   ], 'greeting is a template too');
   t.same(issues('name: Bob\nsystem_prompt: You are {{char}} {{ }}\n'), ['2:33: template: empty action "{{}}"'], 'system_prompt');
   t.same(issues('name: Bob\ndescription: "{{ .Turn"\n'), ['2:15: template: "{{" without a closing "}}"'], 'description');
-  const persona = parse('name: Bob\npersona: "{{ .Nope }} trust: 0.5"\n');
+  const persona = parse('name: Bob\npersona: \'trust: 0.5; speech_style: "says {{ .Nope }}"\'\n');
   t.same(persona.issues, [], 'persona is DSL text, not a template');
-  t.equal(persona.character?.persona, '{{ .Nope }} trust: 0.5', 'and is kept as written');
+  t.equal(persona.character?.persona, 'trust: 0.5; speech_style: "says {{ .Nope }}"', 'and is kept as written');
   t.same(issues('name: Bob\ntriggers:\n  - on_keyword: hi\n    respond: "{{.UserInput | truncate -1}}"\n'), ['4:30: template: truncate needs a count >= 0']);
 });
 
@@ -326,4 +326,38 @@ t.test('template positions with escapes in a double-quoted scalar', async (t) =>
   // `    respond: "\t{{.Nope}}"`: ".Nope" is at column 19 of the line.
   const got = issues('name: Bob\ntriggers:\n  - on_keyword: hi\n    respond: "\\t{{.Nope}}"\n');
   t.equal(got[0]?.slice(0, 5), '4:19:', `reported ${got[0]?.slice(0, 5)}`);
+});
+
+t.test('the persona is parsed, and its problems point into the file', async (t) => {
+  const ok = parse('name: Bob\npersona: \'trust: 0.7; react_to_conflict: "withdraw"; core_value: "autonomy"\'\n');
+  t.same(ok.issues, []);
+  t.equal(ok.character?.personaSpec?.trust, 0.7);
+  t.same(ok.character?.personaSpec?.coreValues, ['autonomy']);
+  t.same(issues("name: Bob\npersona: 'trust: 1.5'\n").map((i) => i.slice(0, 5)), ['2:18:'], 'a quoted persona: the value\'s column in the file');
+  const block = issues('name: Bob\npersona: |\n  trust: 0.5\n  react_to_conflict: sulk\n');
+  t.equal(block.length, 1);
+  t.match(block[0], /^4:22: persona: "react_to_conflict" must be one of/, `a block persona: line and column of the bad value (${block[0]})`);
+  t.match(issues("name: Bob\npersona: 'react_to_conflict: withdraw'\n")[0], /persona: .*trust/, 'trust is required');
+  t.same(parse("name: Bob\npersona: 'trust: 0.5; trsut: 1'\n").issues, [], 'warnings (an unknown key) do not stop the load');
+});
+
+t.test('triggers test and change persona traits', async (t) => {
+  const yaml = [
+    'name: Bob',
+    "persona: 'trust: 0.7'",
+    'triggers:',
+    '  - on_keyword: [fool]',
+    '    adjust: {trust: -0.3, warmth: {set: 0.1}}',
+    '    respond: Hmph.',
+    '  - on_regex: "."',
+    '    if_trait: "trust < 0.5"',
+    '    respond: I do not trust you.',
+  ].join('\n');
+  const { character, issues: problems } = parse(yaml);
+  t.same(problems, []);
+  t.same(character!.triggers[0]!.adjust, [{ key: 'trust', change: -0.3 }, { key: 'warmth', change: { set: 0.1 } }]);
+  t.same(character!.triggers[1]!.traitConditions, [{ kind: 'compare', key: 'trust', op: '<', value: 0.5 }]);
+  t.match(issues("name: Bob\npersona: 'trust: 0.5'\ntriggers:\n  - on_mention: true\n    adjust: {mood: 1}\n")[0], /^5:20: adjust: "mood" is not a numeric trait/);
+  t.match(issues("name: Bob\npersona: 'trust: 0.5'\ntriggers:\n  - on_mention: true\n    if_trait: \"trust ~ 1\"\n    respond: x\n")[0], /^5:15: if_trait: /);
+  t.match(issues('name: Bob\ntriggers:\n  - on_mention: true\n    if_trait: "trust < 1"\n    respond: x\n')[0], /needs the character to have a persona/);
 });
