@@ -4,7 +4,10 @@
  * expanded to the character files they hold.
  */
 import { statSync } from 'node:fs';
-import { CHARACTER_FILE_RE, listCharacterFiles, readCharacterFile, readReferencedFile } from './registry.js';
+import { parseLorebookJson } from '../lore/index.js';
+import { parsePersona } from '../persona/index.js';
+import { loadCard } from './cards/convert.js';
+import { CHARACTER_FILE_RE, isCharacterFile, listCharacterFiles, readCharacterFile, readReferencedFile } from './registry.js';
 import { formatIssue, parseCharacterScript } from './script.js';
 import type { CharacterIssue } from './types.js';
 
@@ -22,12 +25,28 @@ function expand(path: string): string[] | CharacterIssue {
   }
 }
 
-/** Checks one file by its kind (its extension). */
+/** Checks one file by its kind: a script, a Character Card, a lorebook, or a persona. */
 export function checkFile(file: string): CharacterIssue[] {
-  if (!CHARACTER_FILE_RE.test(file)) return [{ file, line: 1, column: 1, message: 'not a character file: expected .yaml or .yml' }];
+  if (/\.persona$/i.test(file)) return checkPersonaFile(file);
+  if (/\.json$/i.test(file) && !isCharacterFile(file)) return checkLorebookFile(file);
+  if (!CHARACTER_FILE_RE.test(file)) return [{ file, line: 1, column: 1, message: 'not a character file: expected .yaml, .yml, .png, .json or .persona' }];
   const read = readCharacterFile(file);
-  if (!('text' in read)) return read.issues;
-  return [...parseCharacterScript(read.text, file, { readFile: readReferencedFile }).issues];
+  if ('issues' in read) return read.issues;
+  if ('text' in read) return [...parseCharacterScript(read.text, file, { readFile: readReferencedFile }).issues];
+  return [...loadCard(read.bytes, file).issues];
+}
+
+function checkPersonaFile(file: string): CharacterIssue[] {
+  const text = readReferencedFile(file);
+  if (text instanceof Error) return [{ file, line: 1, column: 1, message: text.message }];
+  return parsePersona(text).issues.filter((i) => i.severity === 'error').map((i) => ({ file, line: i.line, column: i.column, message: i.message }));
+}
+
+function checkLorebookFile(file: string): CharacterIssue[] {
+  const text = readReferencedFile(file);
+  if (text instanceof Error) return [{ file, line: 1, column: 1, message: text.message }];
+  // Lorebook problems are located by JSON path, not line.
+  return parseLorebookJson(text).issues.filter((i) => i.severity === 'error').map((i) => ({ file, line: 1, column: 1, message: `${i.path}: ${i.message}` }));
 }
 
 export function check(paths: readonly string[]): CheckReport {
@@ -49,8 +68,10 @@ export function check(paths: readonly string[]): CheckReport {
 
 export const CHECK_HELP = `Usage: npcd check PATH...
 
-Validates character files (YAML scripts) without starting a server. A PATH
-may be a file or a folder (its *.yaml / *.yml files). Every problem is
+Validates character files without starting a server: scripts (*.yaml,
+*.yml), Character Cards (*.png, *.json), lorebooks (World Info *.json) and
+persona DSL files (*.persona). A PATH may be a file or a folder (its scripts
+and cards). Every problem is
 printed as file:line:column: message. Exits 0 when every file is valid,
 1 when any has a problem, 2 on bad usage.
 `;

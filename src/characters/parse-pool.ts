@@ -6,7 +6,9 @@
  */
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
+import type { Card } from './cards/types.js';
 import type { ParseTask, ParseTaskResult } from './parse-worker.js';
+import type { CharacterFileRead } from './registry.js';
 import { fromCharacterData } from './transfer.js';
 import type { Character, CharacterIssue } from './types.js';
 
@@ -24,6 +26,8 @@ export interface ParsePoolOptions {
 export interface ParseOutcome {
   readonly character?: Character;
   readonly issues: readonly CharacterIssue[];
+  /** For a Character Card, the card as imported (export writes it back). */
+  readonly card?: Card;
 }
 
 export class ParsePool {
@@ -53,8 +57,23 @@ export class ParsePool {
   }
 
   /** Parses a character script (YAML); never rejects: failures are issues. */
-  async parseScript(file: string, text: string): Promise<ParseOutcome> {
-    const task: ParseTask = { kind: 'script', file, text };
+  parseScript(file: string, text: string): Promise<ParseOutcome> {
+    return this.run({ kind: 'script', file, text });
+  }
+
+  /** Parses a Character Card (JSON or PNG bytes); never rejects. */
+  parseCard(file: string, bytes: Uint8Array): Promise<ParseOutcome> {
+    return this.run({ kind: 'card', file, bytes });
+  }
+
+  /** Parses whatever `file` is, read by `readCharacterFile`. */
+  parseRead(file: string, read: CharacterFileRead): Promise<ParseOutcome> {
+    if ('issues' in read) return Promise.resolve({ issues: read.issues });
+    return 'text' in read ? this.parseScript(file, read.text) : this.parseCard(file, read.bytes);
+  }
+
+  private async run(task: ParseTask): Promise<ParseOutcome> {
+    const file = task.file;
     let result: ParseTaskResult;
     // A referenced timer (AbortSignal.timeout's is not): a caller awaiting
     // a parse gets its answer even when nothing else keeps the process up.
@@ -67,7 +86,7 @@ export class ParsePool {
     } finally {
       clearTimeout(timer);
     }
-    return result.character ? { character: fromCharacterData(result.character), issues: result.issues } : { issues: result.issues };
+    return result.character ? { character: fromCharacterData(result.character), issues: result.issues, card: result.card } : { issues: result.issues };
   }
 
   close(): Promise<void> {

@@ -7,6 +7,9 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { NpcdError } from '../errors.js';
 import { formatIssue, MAX_LOREBOOK_BYTES, parseCharacterScript } from './script.js';
+import { CARD_LIMITS } from './cards/card.js';
+import { loadCard } from './cards/convert.js';
+import type { Card } from './cards/types.js';
 import type { ParsePool } from './parse-pool.js';
 import type { Character, CharacterIssue } from './types.js';
 
@@ -17,6 +20,8 @@ export class CharacterRegistry {
   private readonly byName = new Map<string, Character>();
   /** Problems of files that did not load, by file path. */
   readonly failures = new Map<string, readonly CharacterIssue[]>();
+  /** Character Cards as imported, by file path (export writes them back). */
+  readonly cards = new Map<string, Card>();
 
   get size(): number {
     return this.byId.size;
@@ -55,6 +60,7 @@ export class CharacterRegistry {
   /** Removes the character a file defined, and its recorded problems; the removed id or undefined. */
   deleteSource(file: string): string | undefined {
     this.failures.delete(file);
+    this.cards.delete(file);
     for (const c of this.byId.values()) {
       if (c.source === file) {
         this.delete(c.id);
@@ -75,7 +81,7 @@ export class CharacterRegistry {
    * file's previous one in one step (turns in progress keep the object they
    * took); a failure is recorded and the last good version keeps serving.
    */
-  apply(file: string, outcome: { character?: Character; issues: readonly CharacterIssue[] }): { character?: Character; issues: CharacterIssue[] } {
+  apply(file: string, outcome: { character?: Character; issues: readonly CharacterIssue[]; card?: Card }): { character?: Character; issues: CharacterIssue[] } {
     if (!outcome.character) {
       const issues = [...outcome.issues];
       this.failures.set(file, issues);
@@ -89,6 +95,8 @@ export class CharacterRegistry {
       return { issues };
     }
     this.failures.delete(file);
+    if (outcome.card) this.cards.set(file, outcome.card);
+    else this.cards.delete(file);
     return { character: outcome.character, issues: [] };
   }
 
@@ -117,17 +125,13 @@ export class CharacterRegistry {
 
   /** Parses one file inline and applies it (see `apply`). */
   loadFile(file: string): { character?: Character; issues: CharacterIssue[] } {
-    const read = readCharacterFile(file);
-    return this.apply(file, 'text' in read ? parseCharacterScript(read.text, file, { readFile: readReferencedFile }) : { issues: read.issues });
+    return this.apply(file, parseInline(file, readCharacterFile(file)));
   }
 
   /** Like loadDirectory, parsing in the worker pool. */
   async loadDirectoryWith(dir: string, pool: ParsePool): Promise<{ loaded: Character[]; failed: CharacterIssue[] }> {
     const files = listCharacterFiles(dir);
-    const outcomes = await Promise.all(files.map(async (file) => {
-      const read = readCharacterFile(file);
-      return { file, outcome: 'text' in read ? await pool.parseScript(file, read.text) : { issues: read.issues } };
-    }));
+    const outcomes = await Promise.all(files.map(async (file) => ({ file, outcome: await pool.parseRead(file, readCharacterFile(file)) })));
     const loaded: Character[] = [];
     const failed: CharacterIssue[] = [];
     for (const { file, outcome } of outcomes) {
@@ -139,16 +143,44 @@ export class CharacterRegistry {
   }
 }
 
-/** The character files of a folder (*.yaml, *.yml), sorted. */
+/**
+ * The character files of a folder, sorted: scripts (*.yaml, *.yml) and
+ * Character Cards (*.png, and *.json files that hold a card — other JSON,
+ * such as lorebooks, is left out).
+ */
 export function listCharacterFiles(dir: string): string[] {
   try {
-    return readdirSync(dir).filter((n) => CHARACTER_FILE_RE.test(n)).sort().map((n) => join(dir, n));
+    return readdirSync(dir).map((n) => join(dir, n)).filter(isCharacterFile).sort();
   } catch (cause) {
     throw new NpcdError('ERR_CONFIG_INVALID', `--characters ${dir}: ${(cause as Error).message}`, { cause });
   }
 }
 
-export const CHARACTER_FILE_RE = /\.ya?ml$/i;
+export const CHARACTER_FILE_RE = /\.(ya?ml|png|json)$/i;
+const SCRIPT_RE = /\.ya?ml$/i;
+
+/** A script or a card (JSON files are opened to see whether they hold a card). */
+export function isCharacterFile(file: string): boolean {
+  if (SCRIPT_RE.test(file) || /\.png$/i.test(file)) return true;
+  if (!/\.json$/i.test(file)) return false;
+  try {
+    // A card names its spec or has V1 card fields; a lorebook has entries.
+    const head = readFileSync(file, 'utf8').slice(0, 1 << 16);
+    return /"spec"\s*:\s*"chara_card_v[23]"/.test(head) || /"first_mes"\s*:/.test(head);
+  } catch {
+    return false;
+  }
+}
+
+export type CharacterFileRead = { text: string } | { bytes: Uint8Array } | { issues: CharacterIssue[] };
+
+/** Parses a file inline (scripts and cards). */
+function parseInline(file: string, read: CharacterFileRead): { character?: Character; issues: readonly CharacterIssue[]; card?: Card } {
+  if ('issues' in read) return { issues: read.issues };
+  if ('text' in read) return parseCharacterScript(read.text, file, { readFile: readReferencedFile });
+  const loaded = loadCard(read.bytes, file);
+  return loaded.character && loaded.card ? { character: loaded.character, issues: [], card: loaded.card } : { issues: loaded.issues };
+}
 
 /** Reads a file a script refers to (a lorebook), within MAX_LOREBOOK_BYTES. */
 export function readReferencedFile(path: string): string | Error {
@@ -161,12 +193,14 @@ export function readReferencedFile(path: string): string | Error {
   }
 }
 
-/** A character file's text, or why it cannot be read (too large, unreadable). */
-export function readCharacterFile(file: string): { text: string } | { issues: CharacterIssue[] } {
+/** A character file's content (text for scripts, bytes for cards), or why it cannot be read. */
+export function readCharacterFile(file: string): CharacterFileRead {
   try {
     const size = statSync(file).size;
-    if (size > MAX_SCRIPT_BYTES) return { issues: [{ file, line: 1, column: 1, message: `file is ${size} bytes; the limit is ${MAX_SCRIPT_BYTES}` }] };
-    return { text: readFileSync(file, 'utf8') };
+    const script = SCRIPT_RE.test(file);
+    const limit = script ? MAX_SCRIPT_BYTES : CARD_LIMITS.pngBytes;
+    if (size > limit) return { issues: [{ file, line: 1, column: 1, message: `file is ${size} bytes; the limit is ${limit}` }] };
+    return script ? { text: readFileSync(file, 'utf8') } : { bytes: readFileSync(file) };
   } catch (err) {
     return { issues: [{ file, line: 1, column: 1, message: (err as Error).message }] };
   }

@@ -10,7 +10,7 @@ import { basename } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import type { Logger } from '../log.js';
 import type { ParsePool } from './parse-pool.js';
-import { CHARACTER_FILE_RE, type CharacterRegistry, readCharacterFile } from './registry.js';
+import { CHARACTER_FILE_RE, type CharacterRegistry, isCharacterFile, readCharacterFile } from './registry.js';
 import { formatIssue } from './script.js';
 
 export type ReloadResult = 'loaded' | 'failed' | 'removed';
@@ -44,12 +44,12 @@ export class CharacterWatcher {
     });
     this.watcher = watcher;
     const onFile = (file: string) => {
-      if (CHARACTER_FILE_RE.test(basename(file))) this.reload(file);
-      else if (/\.json$/i.test(file)) this.lorebookChanged(file);
+      if (/\.json$/i.test(file)) this.lorebookChanged(file);
+      if (isCharacterFile(file) || this.options.registry.bySource(file) || this.options.registry.failures.has(file)) this.reload(file);
     };
     watcher.on('add', onFile).on('change', onFile).on('unlink', (file) => {
       if (CHARACTER_FILE_RE.test(basename(file))) this.remove(file);
-      else if (/\.json$/i.test(file)) this.lorebookChanged(file);
+      if (/\.json$/i.test(file)) this.lorebookChanged(file);
     });
     watcher.on('error', (err) => this.log.error({ err }, 'character folder watcher failed'));
     return new Promise((resolve) => watcher.once('ready', () => resolve()));
@@ -67,8 +67,7 @@ export class CharacterWatcher {
     void (async () => {
       do {
         state.again = false;
-        const read = readCharacterFile(file);
-        const outcome = 'text' in read ? await this.options.pool.parseScript(file, read.text) : { issues: read.issues };
+        const outcome = await this.options.pool.parseRead(file, readCharacterFile(file));
         if (this.closed) break;
         const previous = this.options.registry.bySource(file);
         const result = this.options.registry.apply(file, outcome);
@@ -97,7 +96,7 @@ export class CharacterWatcher {
   private lorebookChanged(file: string): void {
     const { registry } = this.options;
     const scripts = new Set(registry.list().filter((c) => c.lorebookFiles.includes(file)).map((c) => c.source));
-    for (const failed of registry.failures.keys()) if (CHARACTER_FILE_RE.test(basename(failed))) scripts.add(failed);
+    for (const failed of registry.failures.keys()) if (/\.ya?ml$/i.test(failed)) scripts.add(failed);
     for (const script of scripts) this.reload(script);
   }
 
