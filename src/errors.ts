@@ -55,6 +55,11 @@ export const ERRORS = {
   ERR_HTTP_BODY_TOO_LARGE: { status: 413, summary: 'The request body exceeds the body size limit.' },
   ERR_HTTP_UPGRADE_REQUIRED: { status: 426, summary: '`/v1/ws` was requested without a WebSocket upgrade.' },
 
+  // Admin routes (--admin-keys)
+  ERR_ADMIN_DISABLED: { status: 403, summary: 'Admin routes are off (no --admin-keys), or there is no characters folder to import into.' },
+  ERR_CARD_INVALID: { status: 400, summary: 'An uploaded Character Card does not import; the message lists its problems.' },
+  ERR_CARD_CONFLICT: { status: 409, summary: 'An uploaded card would take the id or name of a character from another file.' },
+
   // Operator-facing (start-up and configuration)
   ERR_CONFIG_INVALID: { status: 500, summary: 'A configuration value (flag, environment variable or file) is invalid.' },
   ERR_CHARACTER_INVALID: { status: 500, summary: 'A character script failed to parse or validate.' },

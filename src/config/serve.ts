@@ -38,6 +38,8 @@ export interface ServeConfig {
   readonly native: boolean;
   readonly maxFrameDepth: number;
   readonly watch: boolean;
+  readonly adminKeys: readonly string[];
+  readonly maxCardBytes: number;
   readonly parseThreads: number;
   readonly parseTimeoutMs: number;
 }
@@ -55,6 +57,8 @@ export const SERVE_FLAGS: FlagTable<keyof ServeConfig> = {
     help: 'Model provider: "script" (embedded default: the character\'s script and a small Markov model over its lines; no LLM) or "mock" (deterministic tokens for benchmarks).',
   },
   characters: { flag: 'characters', env: 'NPCD_CHARACTERS', type: 'string', default: BUNDLED_CHARACTERS, help: 'Folder of character scripts (*.yaml, *.yml).', metavar: 'DIR' },
+  adminKeys: { flag: 'admin-keys', env: 'NPCD_ADMIN_KEYS', type: 'list', default: [], help: 'Comma-separated admin keys for /v1/admin routes (card import and export), sent as "Authorization: Bearer KEY". Without them the admin routes answer 403 ERR_ADMIN_DISABLED.', metavar: 'KEYS' },
+  maxCardBytes: { flag: 'max-card-bytes', env: 'NPCD_MAX_CARD_BYTES', type: 'bytes', default: '16MiB', min: 1024, max: 32 * 1024 * 1024, help: 'Largest Character Card accepted by POST /v1/admin/characters.', metavar: 'SIZE' },
   watch: { flag: 'watch', env: 'NPCD_WATCH', type: 'bool', default: true, help: 'Reload character files when they change, are added or removed (--no-watch: load once at start).' },
   parseThreads: { flag: 'parse-threads', env: 'NPCD_PARSE_THREADS', type: 'int', default: 0, min: 0, max: 64, help: 'Worker threads that parse character files (0: half the cores, 1 to 4).', metavar: 'N' },
   parseTimeoutMs: { flag: 'parse-timeout', env: 'NPCD_PARSE_TIMEOUT', type: 'duration', default: '2s', min: 1, max: 600_000, help: 'A character file whose parsing takes longer fails to load (the worker is stopped).', metavar: 'DURATION' },
@@ -137,7 +141,7 @@ export function loadServeConfig(
   if (!/^(script|mock)$/.test(config.model)) {
     throw new NpcdError('ERR_CONFIG_INVALID', `--model ${JSON.stringify(config.model)} is not a known provider; this build has "script" and "mock"`);
   }
-  return { config: Object.freeze({ ...config, apiKeys: Object.freeze([...config.apiKeys]) }), help: parsed.help };
+  return { config: Object.freeze({ ...config, apiKeys: Object.freeze([...config.apiKeys]), adminKeys: Object.freeze([...config.adminKeys]) }), help: parsed.help };
 }
 
 export function serveHelp(): string {

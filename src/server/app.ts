@@ -148,6 +148,13 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
     maxMessageChars: config.maxMessageChars,
     apiKeys: config.apiKeys,
     sseMaxQueuedBytes: config.wsMaxBackpressureBytes,
+    admin: {
+      adminKeys: config.adminKeys,
+      registry,
+      pool,
+      charactersDir: parts.registry ? undefined : config.characters,
+      maxCardBytes: config.maxCardBytes,
+    },
     isReady: () =>
       shuttingDown
         ? { ready: false, reason: 'shutting_down' }

@@ -24,6 +24,7 @@ import {
 import { newMessageId, type SessionEngine } from '../session/engine.js';
 import type { Session } from '../session/session.js';
 import type { Turn } from '../session/types.js';
+import { type AdminDeps, exportCard, importCard } from './admin.js';
 import { bearerToken, checkApiKey } from './auth.js';
 import { HttpExchange } from './http.js';
 import { SSE_HEADERS, SseWriter, sseEvent } from './sse.js';
@@ -40,6 +41,7 @@ export interface RouteDeps {
   /** Bytes an SSE stream may queue for a slow client before it is closed. */
   readonly sseMaxQueuedBytes: number;
   readonly isReady: () => { ready: boolean; reason: string };
+  readonly admin: AdminDeps;
 }
 
 type Handler = (x: HttpExchange, params: readonly string[]) => void | Promise<void>;
@@ -83,6 +85,9 @@ export function registerRoutes(app: TemplatedApp, deps: RouteDeps): void {
       messages: turns.slice(offset, offset + limit).map(messageJson),
     });
   });
+  // Admin routes check their own keys (--admin-keys), not the API keys.
+  add('post', '/v1/admin/characters', (x) => importCard(x, deps.admin), false);
+  add('get', '/v1/admin/characters/:id/card', (x, [id]) => exportCard(x, deps.admin, id!), false);
   add('get', '/healthz', (x) => x.json(200, { status: 'ok' }), false);
   add('get', '/readyz', (x) => {
     const { ready, reason } = deps.isReady();

@@ -1,0 +1,99 @@
+/**
+ * Admin routes (enabled by --admin-keys, "Authorization: Bearer KEY"):
+ * importing a Character Card into the characters folder, and exporting any
+ * character as a card (JSON, or PNG with both `chara` and `ccv3` chunks).
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { exportCardJson, exportCardPng } from '../characters/cards/export.js';
+import type { Card } from '../characters/cards/types.js';
+import type { ParsePool } from '../characters/parse-pool.js';
+import type { CharacterRegistry } from '../characters/registry.js';
+import { formatIssue } from '../characters/script.js';
+import type { Character } from '../characters/types.js';
+import { NpcdError } from '../errors.js';
+import { checkApiKey, bearerToken } from './auth.js';
+import type { HttpExchange } from './http.js';
+
+export interface AdminDeps {
+  readonly adminKeys: readonly string[];
+  readonly registry: CharacterRegistry;
+  readonly pool: ParsePool | undefined;
+  /** The characters folder imported cards are written to (undefined: no folder). */
+  readonly charactersDir: string | undefined;
+  readonly maxCardBytes: number;
+}
+
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47];
+
+/** Throws unless the request carries an admin key (and admin routes are on). */
+export function requireAdmin(x: HttpExchange, keys: readonly string[]): void {
+  if (keys.length === 0) throw new NpcdError('ERR_ADMIN_DISABLED', 'admin routes are off; start npcd with --admin-keys');
+  const problem = checkApiKey(keys, bearerToken(x.headers.authorization ?? ''));
+  if (problem) throw problem;
+}
+
+/** POST /v1/admin/characters: a card (JSON or PNG body) becomes a file in the characters folder and a character. */
+export async function importCard(x: HttpExchange, deps: AdminDeps): Promise<void> {
+  requireAdmin(x, deps.adminKeys);
+  if (!deps.pool || !deps.charactersDir) throw new NpcdError('ERR_ADMIN_DISABLED', 'this server has no characters folder to import into');
+  const body = await x.readBody(deps.maxCardBytes);
+  const png = PNG_SIGNATURE.every((b, i) => body[i] === b);
+  const probe = `import.${png ? 'png' : 'json'}`;
+  const parsed = await deps.pool.parseCard(join(deps.charactersDir, probe), body);
+  if (!parsed.character || !parsed.card) {
+    throw new NpcdError('ERR_CARD_INVALID', `the card does not import: ${parsed.issues.map((i) => formatIssue(i).replace(/^[^:]*:/, '')).slice(0, 10).join('; ')}`);
+  }
+  // The file is named after the character's id; importing the same id again replaces it.
+  const file = join(deps.charactersDir, `${parsed.character.id}.${png ? 'png' : 'json'}`);
+  const other = deps.registry.get(parsed.character.id) ?? deps.registry.get(parsed.character.name);
+  if (other && other.source !== file) {
+    throw new NpcdError('ERR_CARD_CONFLICT', `character ${other.id} (${other.name}) already comes from another file; remove it first or import a card with another name`);
+  }
+  writeFileSync(file, body);
+  const outcome = await deps.pool.parseCard(file, body);
+  const applied = deps.registry.apply(file, outcome);
+  if (!applied.character) throw new NpcdError('ERR_CARD_INVALID', applied.issues.map((i) => i.message).join('; '));
+  x.json(201, { id: applied.character.id, name: applied.character.name, file: `${applied.character.id}.${png ? 'png' : 'json'}`, lorebook_entries: applied.character.lorebooks.reduce((n, b) => n + b.entries.length, 0) });
+}
+
+/** GET /v1/admin/characters/:id/card?format=json|png */
+export function exportCard(x: HttpExchange, deps: AdminDeps, ref: string): void {
+  requireAdmin(x, deps.adminKeys);
+  const c = deps.registry.require(ref);
+  const format = new URLSearchParams(x.query).get('format') ?? 'json';
+  if (format !== 'json' && format !== 'png') throw new NpcdError('ERR_PROTOCOL_INVALID_FIELD', 'format must be json or png');
+  const card = deps.registry.cards.get(c.source) ?? cardOf(c);
+  const disposition = { 'Content-Disposition': `attachment; filename="${c.id}.${format}"` };
+  if (format === 'json') return x.send(200, 'application/json; charset=utf-8', exportCardJson(card), disposition);
+  // A card imported from a PNG keeps its image.
+  const base = /\.png$/i.test(c.source) && existsSync(c.source) ? readFileSync(c.source) : undefined;
+  x.send(200, 'image/png', exportCardPng(card, base), disposition);
+}
+
+/** A V3 card for a character defined by a script (its persona travels in extensions.npcd). */
+function cardOf(c: Character): Card {
+  const examples = c.examples.map((e) => `<START>\n{{char}}: ${e}`).join('\n');
+  return {
+    spec: 'chara_card_v3',
+    specVersion: '3.0',
+    data: {
+      name: c.name,
+      description: c.description,
+      personality: '',
+      scenario: '',
+      first_mes: c.greeting,
+      mes_example: examples,
+      creator_notes: '',
+      system_prompt: c.systemPrompt,
+      post_history_instructions: '',
+      alternate_greetings: [],
+      tags: [],
+      creator: '',
+      character_version: '',
+      extensions: { npcd: { id: c.id, persona: c.persona, user_name: c.userName } },
+      group_only_greetings: [],
+    },
+    extra: {},
+  };
+}

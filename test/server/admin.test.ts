@@ -1,0 +1,79 @@
+/** Admin routes: importing Character Cards over HTTP and exporting characters as cards. */
+import t, { type Test } from 'tap';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseCard } from '../../src/characters/cards/card.js';
+import { readPngChunks, textChunkKeyword } from '../../src/characters/cards/png.js';
+import { getJson, postJson, testServer } from '../helpers/server.js';
+
+const FIXTURE = fileURLToPath(new URL('../../../shared/fixtures/cards/seraphina.v2.png', import.meta.url));
+const BUNDLED = fileURLToPath(new URL('../../characters', import.meta.url));
+const AUTH = { authorization: 'Bearer adm1n' };
+
+function folder(t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'npcd-admin-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  cpSync(BUNDLED, dir, { recursive: true });
+  return dir;
+}
+
+async function upload(url: string, body: Uint8Array | string, headers: Record<string, string> = AUTH) {
+  const res = await fetch(url, { method: 'POST', body, headers });
+  return { status: res.status, body: (await res.json()) as any };
+}
+
+t.test('admin routes are off without --admin-keys, and need the key', async (t) => {
+  const { http } = await testServer(t, { characters: folder(t), watch: true });
+  t.match(await upload(`${http}/v1/admin/characters`, '{}'), { status: 403, body: { error: { code: 'ERR_ADMIN_DISABLED' } } });
+  const on = await testServer(t, { characters: folder(t), watch: true, adminKeys: ['adm1n'], apiKeys: ['user'] });
+  t.match(await upload(`${on.http}/v1/admin/characters`, '{}', {}), { status: 401, body: { error: { code: 'ERR_AUTH_REQUIRED' } } });
+  t.match(await upload(`${on.http}/v1/admin/characters`, '{}', { authorization: 'Bearer user' }), { status: 401, body: { error: { code: 'ERR_AUTH_INVALID' } } }, 'an API key is not an admin key');
+});
+
+t.test('import a PNG card, chat with it, export it as JSON and PNG', async (t) => {
+  const dir = folder(t);
+  const { http } = await testServer(t, { characters: dir, watch: true, adminKeys: ['adm1n'], model: 'mock', mockTokens: 2 });
+  const png = readFileSync(FIXTURE);
+  const r = await upload(`${http}/v1/admin/characters`, png);
+  t.equal(r.status, 201, JSON.stringify(r.body));
+  t.match(r.body, { name: 'Seraphina', file: /\.png$/ });
+  t.ok(r.body.lorebook_entries > 0);
+  t.ok(existsSync(join(dir, r.body.file)), 'written to the characters folder');
+  t.equal((await getJson(`${http}/v1/characters/${r.body.id}`)).status, 200);
+  t.equal((await postJson(`${http}/v1/chat`, { session_id: 's', character: 'Seraphina', message: 'hi' })).status, 200);
+
+  const json = await fetch(`${http}/v1/admin/characters/${r.body.id}/card?format=json`, { headers: AUTH });
+  t.equal(json.status, 200);
+  const exported = parseCard(await json.text());
+  const original = parseCard(png);
+  t.same(exported.card?.data, original.card?.data, 'the JSON export holds the card as imported');
+  const back = await fetch(`${http}/v1/admin/characters/${r.body.id}/card?format=png`, { headers: AUTH });
+  t.equal(back.headers.get('content-type'), 'image/png');
+  const bytes = new Uint8Array(await back.arrayBuffer());
+  const keywords = readPngChunks(bytes).chunks!.filter((c) => c.type === 'tEXt').map((c) => textChunkKeyword(c));
+  t.ok(keywords.includes('chara') && keywords.includes('ccv3'), `both chunks (${keywords})`);
+  t.same(parseCard(bytes).card?.data, original.card?.data, 'and the PNG export too');
+});
+
+t.test('bad cards and conflicts', async (t) => {
+  const { http } = await testServer(t, { characters: folder(t), watch: true, adminKeys: ['adm1n'] });
+  t.match(await upload(`${http}/v1/admin/characters`, '{"spec":"chara_card_v2","data":'), { status: 400, body: { error: { code: 'ERR_CARD_INVALID', message: /invalid JSON/ } } });
+  const clash = JSON.stringify({ spec: 'chara_card_v2', spec_version: '2.0', data: { name: 'Mara Quill', description: '', personality: '', scenario: '', first_mes: 'hi', mes_example: '', extensions: {} } });
+  t.match(await upload(`${http}/v1/admin/characters`, clash), { status: 409, body: { error: { code: 'ERR_CARD_CONFLICT' } } });
+});
+
+t.test('export a scripted character as a card; unknown extensions survive an import and export', async (t) => {
+  const { http } = await testServer(t, { characters: folder(t), watch: true, adminKeys: ['adm1n'] });
+  const res = await fetch(`${http}/v1/admin/characters/gufeng-jianke/card`, { headers: AUTH });
+  const card = parseCard(await res.text()).card!;
+  t.equal(card.data.name, '古风剑客');
+  t.match(card.data.extensions, { npcd: { id: 'gufeng-jianke', persona: /trust: 0\.7/ } });
+  t.match(card.data.mes_example, /<START>\n\{\{char\}\}: /);
+  const withExt = JSON.stringify({ spec: 'chara_card_v3', spec_version: '3.0', data: { name: 'Ivo', description: '', personality: '', scenario: '', first_mes: 'yo', mes_example: '', creator_notes: '', system_prompt: '', post_history_instructions: '', alternate_greetings: [], tags: [], creator: '', character_version: '', group_only_greetings: [], extensions: { someone: { deep: [1, { x: true }] } } } });
+  const r = await upload(`${http}/v1/admin/characters`, withExt);
+  t.equal(r.status, 201, JSON.stringify(r.body));
+  const out = parseCard(await (await fetch(`${http}/v1/admin/characters/${r.body.id}/card`, { headers: AUTH })).text()).card!;
+  t.same(out.data.extensions, { someone: { deep: [1, { x: true }] } });
+});
