@@ -3,14 +3,14 @@ import t, { type Test } from 'tap';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ParsePool } from '../../src/characters/parse-pool.js';
 import { CharacterRegistry, listCharacterFiles } from '../../src/characters/registry.js';
 import { runCli } from '../helpers/child.js';
 import { postJson, testServer } from '../helpers/server.js';
+import { sharedFixture } from '../helpers/fixtures.js';
 
-const FIXTURES = fileURLToPath(new URL('../../../shared/fixtures/cards/', import.meta.url));
+const FIXTURES = sharedFixture('cards/');
 const V2_JSON = JSON.stringify({ spec: 'chara_card_v2', spec_version: '2.0', data: { name: 'Wren', description: 'A courier.', personality: 'brisk', scenario: '', first_mes: 'Parcel for {{user}}?', mes_example: '', creator_notes: '', system_prompt: '', post_history_instructions: '', alternate_greetings: [], tags: [], creator: '', character_version: '1', extensions: { npcd: { persona: 'trust: 0.4; mood: cheerful' } } } });
 
 function folder(t: Test): string {

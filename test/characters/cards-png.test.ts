@@ -13,8 +13,9 @@ import {
   textChunkKeyword,
   writePngTexts,
 } from '../../src/characters/cards/png.js';
+import { sharedFixture } from '../helpers/fixtures.js';
 
-const FIXTURE = readFileSync(new URL('../../../shared/fixtures/cards/seraphina.v2.png', import.meta.url));
+const FIXTURE = readFileSync(sharedFixture('cards/seraphina.v2.png'));
 
 /**
  * An image check independent of the card code: every chunk's CRC (against a

@@ -14,11 +14,13 @@ import { cardDocument, exportCardJson, exportCardPng } from '../../src/character
 import { decodeTextChunk, encodeChunk, encodeTextChunk, minimalPng, PNG_SIGNATURE, readPngChunks, textChunkKeyword } from '../../src/characters/cards/png.js';
 import type { Card, CardIssue, CardParseResult } from '../../src/characters/cards/types.js';
 import { compileTemplate, type TemplateContext } from '../../src/characters/template.js';
+import { sharedFixture } from '../helpers/fixtures.js';
+import { pathToFileURL } from 'node:url';
 
 // ---------------------------------------------------------------------------
 // Samples
-const FIXTURE_URL = new URL('../../../shared/fixtures/cards/seraphina.v2.png', import.meta.url);
-const LOREBOOK_URL = new URL('../../../shared/fixtures/cards/eldoria.lorebook.json', import.meta.url);
+const FIXTURE_URL = pathToFileURL(sharedFixture('cards/seraphina.v2.png'));
+const LOREBOOK_URL = pathToFileURL(sharedFixture('cards/eldoria.lorebook.json'));
 
 const V1_CARD = {
   name: 'Mara Quill',

@@ -18,8 +18,10 @@ import {
   type ParseResult,
 } from '../../src/lore/index.js';
 import { countTokens } from '../../src/text/tokens.js';
+import { sharedFixture } from '../helpers/fixtures.js';
+import { pathToFileURL } from 'node:url';
 
-const CARDS = new URL('../../../shared/fixtures/cards/', import.meta.url);
+const CARDS = pathToFileURL(sharedFixture('cards/'));
 const ELDORIA_TEXT = readFileSync(new URL('eldoria.lorebook.json', CARDS), 'utf8');
 
 /** Test-only: the card JSON from the `chara` tEXt chunk of a PNG (the real card parser lives elsewhere). */

@@ -2,13 +2,13 @@ import t, { type Test } from 'tap';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readReferencedFile } from '../../src/characters/registry.js';
 import { parseCharacterScript } from '../../src/characters/script.js';
 import { buildPrompt } from '../../src/dialogue/prompt.js';
 import type { Turn } from '../../src/session/types.js';
+import { sharedFixture } from '../helpers/fixtures.js';
 
-const WORLD_INFO = fileURLToPath(new URL('../../../shared/fixtures/cards/eldoria.lorebook.json', import.meta.url));
+const WORLD_INFO = sharedFixture('cards/eldoria.lorebook.json');
 const ctx = { UserInput: '', CharacterName: 'Seraphina', UserName: 'Ann', State: 'calm', PreviousState: 'calm', Turn: '1' };
 
 function script(t: Test, lorebook: string) {

@@ -7,8 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { parseCard } from '../../src/characters/cards/card.js';
 import { readPngChunks, textChunkKeyword } from '../../src/characters/cards/png.js';
 import { getJson, postJson, testServer } from '../helpers/server.js';
+import { sharedFixture } from '../helpers/fixtures.js';
 
-const FIXTURE = fileURLToPath(new URL('../../../shared/fixtures/cards/seraphina.v2.png', import.meta.url));
+const FIXTURE = sharedFixture('cards/seraphina.v2.png');
 const BUNDLED = fileURLToPath(new URL('../../characters', import.meta.url));
 const AUTH = { authorization: 'Bearer adm1n' };
 
