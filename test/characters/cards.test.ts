@@ -14,6 +14,7 @@ import { cardDocument, exportCardJson, exportCardPng } from '../../src/character
 import { decodeTextChunk, encodeChunk, encodeTextChunk, minimalPng, PNG_SIGNATURE, readPngChunks, textChunkKeyword } from '../../src/characters/cards/png.js';
 import type { Card, CardIssue, CardParseResult } from '../../src/characters/cards/types.js';
 import { compileTemplate, type TemplateContext } from '../../src/characters/template.js';
+import { mulberry32 } from '../../src/text/random.js';
 import { sharedFixture } from '../helpers/fixtures.js';
 import { pathToFileURL } from 'node:url';
 
@@ -135,17 +136,6 @@ const ztxtChunk = (keyword: string, value: unknown): Uint8Array =>
 const itxtChunk = (keyword: string, text: string): Uint8Array =>
   encodeChunk('iTXt', Buffer.concat([Buffer.from(`${keyword}\0\0\0\0\0`, 'latin1'), Buffer.from(text, 'utf8')]));
 
-/** A small seeded PRNG (mulberry32), so fuzz runs are repeatable. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const FIXTURE = readFileSync(FIXTURE_URL);
 const CTX: TemplateContext = { UserInput: 'hi', CharacterName: 'Bot', UserName: 'Pal', State: 'default', PreviousState: 'default', Turn: '1' };
@@ -363,7 +353,7 @@ t.test('JSON syntax errors carry line and column; input is bounded', async (t) =
 });
 
 t.test('checkJsonSyntax accepts exactly what JSON.parse accepts (seeded fuzz)', async (t) => {
-  const rand = prng(42);
+  const rand = mulberry32(42);
   const alphabet = '{}[]",:0123456789.eE+-truefalsn \\u\n\t\r/bx\u00e9\u2028';
   const seeds = [JSON.stringify(v3Card()), JSON.stringify(v2Card(), null, 2), '{"a":[1,-2.5e+3,true,false,null,"\\u00e9\\n"]}', '[]', '0', '"x"'];
   let disagreements = 0;
@@ -528,7 +518,7 @@ t.test('corrupt PNGs give issues, never throw', async (t) => {
     if (r.card || !r.issues.some((i) => i.severity === 'error')) wrong.push(n);
   }
   t.same(wrong, [], 'every prefix: no card, an error');
-  const rand = prng(7);
+  const rand = mulberry32(7);
   let cards = 0;
   let silent = 0;
   for (let i = 0; i < 1000; i++) {
@@ -739,7 +729,7 @@ t.test('templateSafe keeps only the card macros', async (t) => {
     ['{{user}}{{', 'Pal{{'],
   ];
   for (const [input, expected] of cases) t.equal(compileTemplate(templateSafe(input)).render(CTX), expected, JSON.stringify(input));
-  const rand = prng(3);
+  const rand = mulberry32(3);
   const parts = ['{{', '}}', 'char', 'user', '{{char}}', '{{user}}', ' ', '"', '|', '.', '-', 'x', '\n', '{', '}'];
   const wrong: string[] = [];
   for (let n = 0; n < 5000; n++) {

@@ -16,29 +16,18 @@ import {
   type LorebookIssue,
   type ParseResult,
 } from '../../src/lore/index.js';
+import { parseCard } from '../../src/characters/cards/card.js';
 import { sharedFixture } from '../helpers/fixtures.js';
 import { pathToFileURL } from 'node:url';
 
 const CARDS = pathToFileURL(sharedFixture('cards/'));
 const ELDORIA_TEXT = readFileSync(new URL('eldoria.lorebook.json', CARDS), 'utf8');
 
-/** Test-only: the card JSON from the `chara` tEXt chunk of a PNG (the real card parser lives elsewhere). */
+/** The card JSON of a PNG card, read by the card parser (src/characters/cards). */
 function readCardFromPng(file: URL): unknown {
-  const png = readFileSync(file);
-  let at = 8; // signature
-  while (at + 8 <= png.length) {
-    const length = png.readUInt32BE(at);
-    const type = png.toString('latin1', at + 4, at + 8);
-    const data = png.subarray(at + 8, at + 8 + length);
-    if (type === 'tEXt') {
-      const nul = data.indexOf(0);
-      if (data.toString('latin1', 0, nul) === 'chara') {
-        return JSON.parse(Buffer.from(data.toString('latin1', nul + 1), 'base64').toString('utf8'));
-      }
-    }
-    at += 12 + length;
-  }
-  throw new Error('no chara chunk');
+  const { card } = parseCard(readFileSync(file));
+  if (!card) throw new Error(`${file.pathname}: not a card`);
+  return { spec: card.spec, spec_version: card.specVersion, data: card.data };
 }
 
 function book(r: ParseResult): Lorebook {
