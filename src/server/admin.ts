@@ -4,12 +4,13 @@
  * character as a card (JSON, or PNG with both `chara` and `ccv3` chunks).
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { idFromCardFileName } from '../characters/cards/convert.js';
 import { exportCardJson, exportCardPng } from '../characters/cards/export.js';
 import type { Card } from '../characters/cards/types.js';
 import type { ParsePool } from '../characters/parse-pool.js';
 import type { CharacterRegistry } from '../characters/registry.js';
-import { formatIssue } from '../characters/script.js';
+import { CHARACTER_ID_RE, formatIssue } from '../characters/script.js';
 import type { Character } from '../characters/types.js';
 import { NpcdError } from '../errors.js';
 import { checkApiKey, bearerToken } from './auth.js';
@@ -44,9 +45,13 @@ export async function importCard(x: HttpExchange, deps: AdminDeps): Promise<void
   if (!parsed.character || !parsed.card) {
     throw new NpcdError('ERR_CARD_INVALID', `the card does not import: ${parsed.issues.map((i) => formatIssue(i).replace(/^[^:]*:/, '')).slice(0, 10).join('; ')}`);
   }
-  // The file is named after the character's id; importing the same id again replaces it.
-  const file = join(deps.charactersDir, `${parsed.character.id}.${png ? 'png' : 'json'}`);
-  const other = deps.registry.get(parsed.character.id) ?? deps.registry.get(parsed.character.name);
+  // The file is named after the card (its npcd id, else its name), and the
+  // character's id then comes from the file name; importing the same card
+  // again replaces the file.
+  const npcdId = (parsed.card.data.extensions.npcd as { id?: unknown } | undefined)?.id;
+  const stem = typeof npcdId === 'string' && CHARACTER_ID_RE.test(npcdId) ? npcdId : idFromCardFileName(`${parsed.card.data.name}.json`) || parsed.character.id;
+  const file = join(deps.charactersDir, `${stem}.${png ? 'png' : 'json'}`);
+  const other = deps.registry.get(idFromCardFileName(file)) ?? deps.registry.get(parsed.character.name);
   if (other && other.source !== file) {
     throw new NpcdError('ERR_CARD_CONFLICT', `character ${other.id} (${other.name}) already comes from another file; remove it first or import a card with another name`);
   }
@@ -54,7 +59,7 @@ export async function importCard(x: HttpExchange, deps: AdminDeps): Promise<void
   const outcome = await deps.pool.parseCard(file, body);
   const applied = deps.registry.apply(file, outcome);
   if (!applied.character) throw new NpcdError('ERR_CARD_INVALID', applied.issues.map((i) => i.message).join('; '));
-  x.json(201, { id: applied.character.id, name: applied.character.name, file: `${applied.character.id}.${png ? 'png' : 'json'}`, lorebook_entries: applied.character.lorebooks.reduce((n, b) => n + b.entries.length, 0) });
+  x.json(201, { id: applied.character.id, name: applied.character.name, file: basename(file), lorebook_entries: applied.character.lorebooks.reduce((n, b) => n + b.entries.length, 0) });
 }
 
 /** GET /v1/admin/characters/:id/card?format=json|png */

@@ -39,7 +39,7 @@ t.test('import a PNG card, chat with it, export it as JSON and PNG', async (t) =
   const png = readFileSync(FIXTURE);
   const r = await upload(`${http}/v1/admin/characters`, png);
   t.equal(r.status, 201, JSON.stringify(r.body));
-  t.match(r.body, { name: 'Seraphina', file: /\.png$/ });
+  t.match(r.body, { id: 'seraphina', name: 'Seraphina', file: 'seraphina.png' });
   t.ok(r.body.lorebook_entries > 0);
   t.ok(existsSync(join(dir, r.body.file)), 'written to the characters folder');
   t.equal((await getJson(`${http}/v1/characters/${r.body.id}`)).status, 200);
@@ -75,6 +75,8 @@ t.test('export a scripted character as a card; unknown extensions survive an imp
   const withExt = JSON.stringify({ spec: 'chara_card_v3', spec_version: '3.0', data: { name: 'Ivo', description: '', personality: '', scenario: '', first_mes: 'yo', mes_example: '', creator_notes: '', system_prompt: '', post_history_instructions: '', alternate_greetings: [], tags: [], creator: '', character_version: '', group_only_greetings: [], extensions: { someone: { deep: [1, { x: true }] } } } });
   const r = await upload(`${http}/v1/admin/characters`, withExt);
   t.equal(r.status, 201, JSON.stringify(r.body));
+  t.match(r.body, { id: 'ivo', file: 'ivo.json' }, 'each card gets its own file');
+  t.equal((await getJson(`${http}/v1/characters`)).body.characters.length, 4, 'the bundled three and Ivo');
   const out = parseCard(await (await fetch(`${http}/v1/admin/characters/${r.body.id}/card`, { headers: AUTH })).text()).card!;
   t.same(out.data.extensions, { someone: { deep: [1, { x: true }] } });
 });
