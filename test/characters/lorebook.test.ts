@@ -16,24 +16,8 @@ import {
   type LorebookIssue,
   type ParseResult,
 } from '../../src/lore/index.js';
-import { parseCard } from '../../src/characters/cards/card.js';
-import { sharedFixture } from '../helpers/fixtures.js';
-import { pathToFileURL } from 'node:url';
+import { book, CARDS, ELDORIA_TEXT, readCardFromPng } from '../helpers/lore.js';
 
-const CARDS = pathToFileURL(sharedFixture('cards/'));
-const ELDORIA_TEXT = readFileSync(new URL('eldoria.lorebook.json', CARDS), 'utf8');
-
-/** The card JSON of a PNG card, read by the card parser (src/characters/cards). */
-function readCardFromPng(file: URL): unknown {
-  const { card } = parseCard(readFileSync(file));
-  if (!card) throw new Error(`${file.pathname}: not a card`);
-  return { spec: card.spec, spec_version: card.specVersion, data: card.data };
-}
-
-function book(r: ParseResult): Lorebook {
-  if (!r.lorebook) throw new Error(`no lorebook: ${JSON.stringify(r.issues)}`);
-  return r.lorebook;
-}
 
 const paths = (issues: readonly LorebookIssue[]) => issues.map((i) => i.path);
 const entry = (over: Record<string, unknown> = {}) => ({ keys: ['k'], content: 'c', extensions: {}, enabled: true, insertion_order: 10, ...over });
