@@ -5,6 +5,7 @@
  * worker is replaced, and the server's event loop never waits on a parse.
  */
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { Piscina } from 'piscina';
 import type { Card } from './cards/types.js';
 import type { ParseTask, ParseTaskResult } from './parse-worker.js';
@@ -28,6 +29,8 @@ export interface ParseOutcome {
   readonly issues: readonly CharacterIssue[];
   /** For a Character Card, the card as imported (export writes it back). */
   readonly card?: Card;
+  /** For `importCard`, the file the card names in the folder. */
+  readonly file?: string;
 }
 
 export class ParsePool {
@@ -66,6 +69,11 @@ export class ParsePool {
     return this.run({ kind: 'card', file, bytes });
   }
 
+  /** Parses a card being imported into `dir`; the outcome names the file it gets there. */
+  importCard(dir: string, bytes: Uint8Array): Promise<ParseOutcome> {
+    return this.run({ kind: 'card', file: join(dir, 'upload'), bytes, importInto: dir });
+  }
+
   /** Parses whatever `file` is, read by `readCharacterFile`. */
   parseRead(file: string, read: CharacterFileRead): Promise<ParseOutcome> {
     if ('issues' in read) return Promise.resolve({ issues: read.issues });
@@ -86,7 +94,7 @@ export class ParsePool {
     } finally {
       clearTimeout(timer);
     }
-    return result.character ? { character: fromCharacterData(result.character), issues: result.issues, card: result.card } : { issues: result.issues };
+    return result.character ? { character: fromCharacterData(result.character), issues: result.issues, card: result.card, file: result.file } : { issues: result.issues };
   }
 
   close(): Promise<void> {

@@ -4,7 +4,8 @@
  * worker's time and memory, bounded by the pool's task timeout and resource
  * limits, never the server's event loop.
  */
-import { loadCard } from './cards/convert.js';
+import { join } from 'node:path';
+import { cardFileName, loadCard } from './cards/convert.js';
 import type { Card } from './cards/types.js';
 import { readReferencedFile } from './registry.js';
 import { parseCharacterScript } from './script.js';
@@ -13,14 +14,19 @@ import type { CharacterIssue } from './types.js';
 
 export type ParseTask =
   | { readonly kind: 'script'; readonly file: string; readonly text: string }
-  /** A Character Card: JSON text or PNG bytes. */
-  | { readonly kind: 'card'; readonly file: string; readonly bytes: Uint8Array };
+  /**
+   * A Character Card: JSON text or PNG bytes. With `importInto`, the card
+   * is being imported into that folder and names its own file there.
+   */
+  | { readonly kind: 'card'; readonly file: string; readonly bytes: Uint8Array; readonly importInto?: string };
 
 export interface ParseTaskResult {
   readonly character?: CharacterData;
   readonly issues: readonly CharacterIssue[];
   /** The card as imported (kept for export), for card tasks. */
   readonly card?: Card;
+  /** For an import, the file the card names. */
+  readonly file?: string;
 }
 
 export default function parse(task: ParseTask): ParseTaskResult {
@@ -30,8 +36,10 @@ export default function parse(task: ParseTask): ParseTaskResult {
       return character ? { character: toCharacterData(character), issues } : { issues };
     }
     case 'card': {
-      const loaded = loadCard(task.bytes, task.file);
-      return loaded.character && loaded.card ? { character: toCharacterData(loaded.character), issues: [], card: loaded.card } : { issues: loaded.issues };
+      const dir = task.importInto;
+      const ext = task.bytes[0] === 0x89 ? 'png' : 'json';
+      const loaded = loadCard(task.bytes, task.file, dir === undefined ? undefined : (card) => join(dir, cardFileName(card, ext)));
+      return loaded.character && loaded.card ? { character: toCharacterData(loaded.character), issues: [], card: loaded.card, file: loaded.file } : { issues: loaded.issues };
     }
     default:
       return { issues: [{ file: String((task as ParseTask).file), line: 1, column: 1, message: `unknown parse task ${JSON.stringify((task as { kind: unknown }).kind)}` }] };

@@ -5,12 +5,11 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { idFromCardFileName } from '../characters/cards/convert.js';
 import { exportCardJson, exportCardPng } from '../characters/cards/export.js';
 import type { Card } from '../characters/cards/types.js';
 import type { ParsePool } from '../characters/parse-pool.js';
 import type { CharacterRegistry } from '../characters/registry.js';
-import { CHARACTER_ID_RE, formatIssue } from '../characters/script.js';
+import { formatIssue } from '../characters/script.js';
 import type { Character } from '../characters/types.js';
 import { NpcdError } from '../errors.js';
 import { checkApiKey, bearerToken } from './auth.js';
@@ -25,8 +24,6 @@ export interface AdminDeps {
   readonly maxCardBytes: number;
 }
 
-const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47];
-
 /** Throws unless the request carries an admin key (and admin routes are on). */
 export function requireAdmin(x: HttpExchange, keys: readonly string[]): void {
   if (keys.length === 0) throw new NpcdError('ERR_ADMIN_DISABLED', 'admin routes are off; start npcd with --admin-keys');
@@ -39,24 +36,18 @@ export async function importCard(x: HttpExchange, deps: AdminDeps): Promise<void
   requireAdmin(x, deps.adminKeys);
   if (!deps.pool || !deps.charactersDir) throw new NpcdError('ERR_ADMIN_DISABLED', 'this server has no characters folder to import into');
   const body = await x.readBody(deps.maxCardBytes);
-  const png = PNG_SIGNATURE.every((b, i) => body[i] === b);
-  const probe = `import.${png ? 'png' : 'json'}`;
-  const parsed = await deps.pool.parseCard(join(deps.charactersDir, probe), body);
-  if (!parsed.character || !parsed.card) {
-    throw new NpcdError('ERR_CARD_INVALID', `the card does not import: ${parsed.issues.map((i) => formatIssue(i).replace(/^[^:]*:/, '')).slice(0, 10).join('; ')}`);
+  // One parse (in the pool): the card names the file it will be, and its
+  // character's id follows from that name.
+  const outcome = await deps.pool.importCard(deps.charactersDir, body);
+  if (!outcome.character || !outcome.card || !outcome.file) {
+    throw new NpcdError('ERR_CARD_INVALID', `the card does not import: ${outcome.issues.map((i) => formatIssue(i).replace(/^[^:]*:/, '')).slice(0, 10).join('; ')}`);
   }
-  // The file is named after the card (its npcd id, else its name), and the
-  // character's id then comes from the file name; importing the same card
-  // again replaces the file.
-  const npcdId = (parsed.card.data.extensions.npcd as { id?: unknown } | undefined)?.id;
-  const stem = typeof npcdId === 'string' && CHARACTER_ID_RE.test(npcdId) ? npcdId : idFromCardFileName(`${parsed.card.data.name}.json`) || parsed.character.id;
-  const file = join(deps.charactersDir, `${stem}.${png ? 'png' : 'json'}`);
-  const other = deps.registry.get(idFromCardFileName(file)) ?? deps.registry.get(parsed.character.name);
+  const file = outcome.file;
+  const other = deps.registry.get(outcome.character.id) ?? deps.registry.get(outcome.character.name);
   if (other && other.source !== file) {
     throw new NpcdError('ERR_CARD_CONFLICT', `character ${other.id} (${other.name}) already comes from another file; remove it first or import a card with another name`);
   }
   writeFileSync(file, body);
-  const outcome = await deps.pool.parseCard(file, body);
   const applied = deps.registry.apply(file, outcome);
   if (!applied.character) throw new NpcdError('ERR_CARD_INVALID', applied.issues.map((i) => i.message).join('; '));
   x.json(201, { id: applied.character.id, name: applied.character.name, file: basename(file), lorebook_entries: applied.character.lorebooks.reduce((n, b) => n + b.entries.length, 0) });

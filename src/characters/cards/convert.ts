@@ -275,18 +275,36 @@ export interface LoadedCard {
   readonly issues: readonly CharacterIssue[];
   /** Warnings: reported, the character still loads. */
   readonly warnings: readonly CharacterIssue[];
+  /** The file the character belongs to (see `nameFile`). */
+  readonly file: string;
 }
 
-/** Parses a card file's contents (PNG or JSON) and converts it: parseCard + cardToCharacter. */
-export function loadCard(input: string | Uint8Array, file: string): LoadedCard {
+/**
+ * The file name an imported card gets: its npcd id (extensions.npcd.id) when
+ * valid, else a slug of its name; the character's id then follows from it.
+ */
+export function cardFileName(card: Card, ext: 'png' | 'json'): string {
+  const npcdId = (card.data.extensions.npcd as { id?: unknown } | undefined)?.id;
+  const stem = typeof npcdId === 'string' && CHARACTER_ID_RE.test(npcdId) ? npcdId : idFromCardFileName(`${card.data.name}.json`) || `card-${crc32(new TextEncoder().encode(card.data.name)).toString(16)}`;
+  return `${stem}.${ext}`;
+}
+
+/**
+ * Parses a card file's contents (PNG or JSON) and converts it: parseCard +
+ * cardToCharacter. `nameFile`, when given, picks the file the character will
+ * belong to from the parsed card (an import names the file after the card).
+ */
+export function loadCard(input: string | Uint8Array, file: string, nameFile?: (card: Card) => string): LoadedCard {
   const parsed = parseCard(input);
   const warnings = cardIssuesToCharacterIssues(parsed.issues.filter((i) => i.severity === 'warning'), file);
   if (!parsed.card) {
     const errors = cardIssuesToCharacterIssues(parsed.issues.filter((i) => i.severity === 'error'), file);
-    return { card: undefined, container: parsed.container, character: undefined, lorebook: undefined, issues: errors, warnings };
+    return { card: undefined, container: parsed.container, character: undefined, lorebook: undefined, issues: errors, warnings, file };
   }
+  if (nameFile) file = nameFile(parsed.card);
   const converted = cardToCharacter(parsed.card, file);
   return {
+    file,
     card: parsed.card,
     container: parsed.container,
     character: converted.character,
