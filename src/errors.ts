@@ -37,6 +37,13 @@ export const ERRORS = {
   ERR_CHARACTER_NOT_FOUND: { status: 404, summary: 'No character has this id or name.' },
   ERR_PROVIDER_FAILED: { status: 502, summary: 'The model provider failed while generating the reply.' },
 
+  // Upstream model providers (ollama, openai, dashscope, llama)
+  ERR_UPSTREAM_UNAVAILABLE: { status: 503, summary: 'The model upstream cannot be reached: connection refused or reset, 5xx answers, no free pooled connection in time, or every upstream of the chain is unhealthy.' },
+  ERR_UPSTREAM_TIMEOUT: { status: 504, summary: 'The model upstream did not send its first token, or did not finish, within the configured time.' },
+  ERR_UPSTREAM_RATE_LIMITED: { status: 429, summary: 'The model upstream answered 429 (rate or quota limit) and retries within the time limit did not get through.' },
+  ERR_UPSTREAM_BAD_RESPONSE: { status: 502, summary: 'The model upstream sent something that is not its API\'s format: malformed chunks, an unexpected status, or a stream that ended without its end marker.' },
+  ERR_UPSTREAM_REJECTED: { status: 502, summary: 'The model upstream refused the request (4xx other than 429: bad credentials, unknown model, prompt too long); retrying does not help.' },
+
   // Sessions and streams
   ERR_SESSION_NOT_FOUND: { status: 404, summary: 'No session has this id (it never existed or it expired).' },
   ERR_SESSION_BUSY: { status: 409, summary: 'The session is already generating a reply; one turn at a time.' },

@@ -23,6 +23,13 @@ export interface GenerateRequest {
   readonly maxTokens: number;
   /** Seed for deterministic sampling (same session, turn and text give the same reply). */
   readonly seed: number;
+  /** Sampling options a client asked for (OpenAI-compatible endpoint); providers pass on what their API has. */
+  readonly temperature?: number;
+  readonly topP?: number;
+  /** Sequences that end the reply (the provider's API stops there, or the provider cuts). */
+  readonly stop?: readonly string[];
+  /** W3C traceparent of the turn, sent to HTTP upstreams when set. */
+  readonly traceparent?: string;
 }
 
 export interface GenerateResult {
@@ -32,7 +39,7 @@ export interface GenerateResult {
   readonly usage?: { readonly promptTokens: number; readonly completionTokens: number };
 }
 
-export interface ModelProvider {
+export interface ModelProvider extends ProviderLifecycle {
   /** Provider kind, a bounded label for metrics: "script", "mock", ... */
   readonly name: string;
   /** What actually generates, for logs and /readyz (e.g. "markov-2 over character lines"). */
@@ -42,4 +49,21 @@ export interface ModelProvider {
    * Must stop promptly (throwing an AbortError) once `signal` aborts.
    */
   generate(request: GenerateRequest, signal: AbortSignal): AsyncGenerator<string, GenerateResult, void>;
+}
+
+/** How a provider's upstream is doing, for /readyz, metrics and fallback chains. */
+export interface ProviderHealth {
+  /** Label-safe name of the upstream (e.g. "openai:gpt-4o-mini"). */
+  readonly name: string;
+  readonly healthy: boolean;
+  /** Why it is unhealthy (last health-check failure); undefined when healthy. */
+  readonly reason?: string;
+}
+
+/** Optional parts of a provider that talks to an upstream. */
+export interface ProviderLifecycle {
+  /** Upstream health; providers without an upstream leave this out. */
+  health?(): readonly ProviderHealth[];
+  /** Releases connections, timers and models. */
+  close?(): Promise<void>;
 }
