@@ -64,8 +64,9 @@ export function turnSeed(sessionId: string, turnNumber: number, text: string): n
 
 /**
  * Runs the turn. Rejects with the AbortError when `input.signal` aborts (the
- * sink has seen every piece produced until then), and with ERR_PROVIDER_FAILED
- * when the provider fails.
+ * sink has seen every piece produced until then), with the provider's
+ * NpcdError (ERR_UPSTREAM_*) when it throws one, and with ERR_PROVIDER_FAILED
+ * when it fails otherwise.
  */
 export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnResult> {
   const { character, text, signal } = input;
@@ -117,6 +118,8 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
     }
   } catch (err) {
     if (signal.aborted) throw err;
+    // Upstream failures keep their own codes (timed out, rate limited, ...).
+    if (err instanceof NpcdError) throw err;
     throw new NpcdError('ERR_PROVIDER_FAILED', `provider ${input.provider.name} failed: ${(err as Error).message}`, { cause: err });
   }
   const usage: Usage = result.usage
