@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { NpcdError } from '../errors.js';
 import { type FlagTable, formatHelp, parseFlags } from './flags.js';
+import { normalizeBaseUrl, parseModelSpec } from '../providers/spec.js';
 
 export interface ServeConfig {
   readonly host: string;
@@ -21,12 +22,14 @@ export interface ServeConfig {
   readonly maxSessions: number;
   readonly maxFrameBytes: number;
   readonly maxBodyBytes: number;
+  readonly maxCompletionBodyBytes: number;
   readonly maxMessageChars: number;
   readonly maxReplyTokens: number;
   readonly maxHistoryTurns: number;
   readonly replayFrames: number;
   readonly replayRetentionMs: number;
   readonly sessionTtlMs: number;
+  readonly orphanGraceMs: number;
   readonly heartbeatIntervalMs: number;
   readonly idleTimeoutMs: number;
   readonly shutdownTimeoutMs: number;
@@ -42,6 +45,21 @@ export interface ServeConfig {
   readonly maxCardBytes: number;
   readonly parseThreads: number;
   readonly parseTimeoutMs: number;
+  readonly openaiBaseUrl: string;
+  readonly ollamaUrl: string;
+  readonly dashscopeBaseUrl: string;
+  readonly upstreamConnections: number;
+  readonly upstreamIdleTimeoutMs: number;
+  readonly upstreamConnectTimeoutMs: number;
+  readonly upstreamAcquireTimeoutMs: number;
+  readonly upstreamTcpKeepaliveMs: number;
+  readonly upstreamHealthIntervalMs: number;
+  readonly upstreamTtftTimeoutMs: number;
+  readonly upstreamTotalTimeoutMs: number;
+  readonly upstreamRetries: number;
+  readonly llamaThreads: number;
+  readonly llamaContext: number;
+  readonly llamaSequences: number;
 }
 
 /** The bundled characters folder, next to package.json. */
@@ -54,8 +72,23 @@ export const SERVE_FLAGS: FlagTable<keyof ServeConfig> = {
   port: { flag: 'port', env: 'NPCD_PORT', type: 'int', default: 8080, min: 0, max: 65535, help: 'TCP port to listen on (0 picks a free port).', metavar: 'PORT' },
   model: {
     flag: 'model', env: 'NPCD_MODEL', type: 'string', default: 'script', metavar: 'SPEC',
-    help: 'Model provider: "script" (embedded default: the character\'s script and a small Markov model over its lines; no LLM) or "mock" (deterministic tokens for benchmarks).',
+    help: 'Model provider, or a comma list tried in order (fallback chain): "script" (embedded default: the character\'s script and a Markov chain over its lines; no LLM), "mock" (deterministic tokens for benchmarks), "ollama:MODEL", "openai:MODEL" (any OpenAI-compatible API), "dashscope:MODEL", "llama:PATH.gguf" (local model, needs the optional node-llama-cpp). Per-provider options after "?", e.g. openai:gpt-4o-mini?url=http://127.0.0.1:8000/v1&ttft=5s (see docs/providers.md). API keys come from OPENAI_API_KEY / DASHSCOPE_API_KEY.',
   },
+  openaiBaseUrl: { flag: 'openai-base-url', env: 'OPENAI_BASE_URL', type: 'string', default: 'https://api.openai.com/v1', help: 'Base URL of the OpenAI-compatible API for openai:MODEL (vLLM, llama.cpp server, LiteLLM, ...).', metavar: 'URL' },
+  ollamaUrl: { flag: 'ollama-url', env: 'OLLAMA_HOST', type: 'string', default: 'http://127.0.0.1:11434', help: 'Ollama server for ollama:MODEL.', metavar: 'URL' },
+  dashscopeBaseUrl: { flag: 'dashscope-base-url', env: 'DASHSCOPE_BASE_URL', type: 'string', default: 'https://dashscope.aliyuncs.com', help: 'DashScope endpoint for dashscope:MODEL (https://dashscope-intl.aliyuncs.com outside mainland China).', metavar: 'URL' },
+  upstreamConnections: { flag: 'upstream-connections', env: 'NPCD_UPSTREAM_CONNECTIONS', type: 'int', default: 200, min: 1, max: 100_000, help: 'Most connections (and requests in flight) per model upstream.', metavar: 'N' },
+  upstreamIdleTimeoutMs: { flag: 'upstream-idle-timeout', env: 'NPCD_UPSTREAM_IDLE_TIMEOUT', type: 'duration', default: '300s', min: 1000, help: 'An idle pooled upstream connection is closed after this long (or sooner, if the upstream\'s Keep-Alive header says so).', metavar: 'DURATION' },
+  upstreamConnectTimeoutMs: { flag: 'upstream-connect-timeout', env: 'NPCD_UPSTREAM_CONNECT_TIMEOUT', type: 'duration', default: '5s', min: 1, help: 'Time limit for opening a connection to a model upstream.', metavar: 'DURATION' },
+  upstreamAcquireTimeoutMs: { flag: 'upstream-acquire-timeout', env: 'NPCD_UPSTREAM_ACQUIRE_TIMEOUT', type: 'duration', default: '3s', min: 1, help: 'Longest wait for a free upstream connection when all are busy; then the turn fails with ERR_UPSTREAM_UNAVAILABLE (or falls back).', metavar: 'DURATION' },
+  upstreamTcpKeepaliveMs: { flag: 'upstream-tcp-keepalive', env: 'NPCD_UPSTREAM_TCP_KEEPALIVE', type: 'duration', default: '60s', min: 1000, help: 'TCP keep-alive probes start after a pooled upstream connection has been idle this long.', metavar: 'DURATION' },
+  upstreamHealthIntervalMs: { flag: 'upstream-health-interval', env: 'NPCD_UPSTREAM_HEALTH_INTERVAL', type: 'duration', default: '10s', min: 0, help: 'How often each upstream is health-checked (twice as often while it is out of rotation); 0 turns checks off.', metavar: 'DURATION' },
+  upstreamTtftTimeoutMs: { flag: 'upstream-ttft-timeout', env: 'NPCD_UPSTREAM_TTFT_TIMEOUT', type: 'duration', default: '30s', min: 1, help: 'A reply whose first token has not arrived this long after the turn started fails with ERR_UPSTREAM_TIMEOUT (retries included).', metavar: 'DURATION' },
+  upstreamTotalTimeoutMs: { flag: 'upstream-total-timeout', env: 'NPCD_UPSTREAM_TOTAL_TIMEOUT', type: 'duration', default: '5m', min: 1, help: 'A reply still streaming this long after the turn started is cut with ERR_UPSTREAM_TIMEOUT.', metavar: 'DURATION' },
+  upstreamRetries: { flag: 'upstream-retries', env: 'NPCD_UPSTREAM_RETRIES', type: 'int', default: 2, min: 0, max: 10, help: 'Retries (with backoff, or the Retry-After of a 429) of a failed upstream request, only before its first token.', metavar: 'N' },
+  llamaThreads: { flag: 'llama-threads', env: 'NPCD_LLAMA_THREADS', type: 'int', default: 1, min: 1, max: 256, help: 'CPU threads for llama:PATH.gguf (set it explicitly; on small machines 1 is often fastest).', metavar: 'N' },
+  llamaContext: { flag: 'llama-context', env: 'NPCD_LLAMA_CONTEXT', type: 'int', default: 4096, min: 64, max: 1_048_576, help: 'Context size in tokens for llama:PATH.gguf (capped by the model\'s own).', metavar: 'N' },
+  llamaSequences: { flag: 'llama-sequences', env: 'NPCD_LLAMA_SEQUENCES', type: 'int', default: 2, min: 1, max: 64, help: 'Turns a llama:PATH.gguf model generates at once; further turns wait.', metavar: 'N' },
   characters: { flag: 'characters', env: 'NPCD_CHARACTERS', type: 'string', default: BUNDLED_CHARACTERS, help: 'Folder of character scripts (*.yaml, *.yml).', metavar: 'DIR' },
   adminKeys: { flag: 'admin-keys', env: 'NPCD_ADMIN_KEYS', type: 'list', default: [], help: 'Comma-separated admin keys for /v1/admin routes (card import and export), sent as "Authorization: Bearer KEY". Without them the admin routes answer 403 ERR_ADMIN_DISABLED.', metavar: 'KEYS' },
   maxCardBytes: { flag: 'max-card-bytes', env: 'NPCD_MAX_CARD_BYTES', type: 'bytes', default: '16MiB', min: 1024, max: 32 * 1024 * 1024, help: 'Largest Character Card accepted by POST /v1/admin/characters.', metavar: 'SIZE' },
@@ -69,12 +102,14 @@ export const SERVE_FLAGS: FlagTable<keyof ServeConfig> = {
   maxSessions: { flag: 'max-sessions', env: 'NPCD_MAX_SESSIONS', type: 'int', default: 100_000, min: 1, help: 'Maximum sessions held; new sessions beyond it get ERR_SESSION_LIMIT.', metavar: 'N' },
   maxFrameBytes: { flag: 'max-frame-bytes', env: 'NPCD_MAX_FRAME_BYTES', type: 'bytes', default: '16KiB', min: 256, max: 16 * 1024 * 1024, help: 'Largest WebSocket message accepted. Larger messages get ERR_PROTOCOL_FRAME_TOO_LARGE; above 4x this size the connection is closed (1009/1006) without reading the message.', metavar: 'SIZE' },
   maxBodyBytes: { flag: 'max-body-bytes', env: 'NPCD_MAX_BODY_BYTES', type: 'bytes', default: '64KiB', min: 256, max: 64 * 1024 * 1024, help: 'Largest HTTP request body accepted; larger bodies get 413 ERR_HTTP_BODY_TOO_LARGE.', metavar: 'SIZE' },
+  maxCompletionBodyBytes: { flag: 'max-completion-body-bytes', env: 'NPCD_MAX_COMPLETION_BODY_BYTES', type: 'bytes', default: '1MiB', min: 256, max: 64 * 1024 * 1024, help: 'Largest body of POST /v1/chat/completions, whose clients (SillyTavern) send the whole chat each time; larger bodies get 413.', metavar: 'SIZE' },
   maxFrameDepth: { flag: 'max-frame-depth', env: 'NPCD_MAX_FRAME_DEPTH', type: 'int', default: 32, min: 2, max: 1000, help: 'Deepest nesting of arrays and maps accepted in a MessagePack frame (native codec); deeper frames get ERR_PROTOCOL_MALFORMED.', metavar: 'N' },
   maxMessageChars: { flag: 'max-message-chars', env: 'NPCD_MAX_MESSAGE_CHARS', type: 'int', default: 4000, min: 1, help: 'Longest chat message (in characters) accepted; longer ones get ERR_CHAT_TEXT_TOO_LONG.', metavar: 'N' },
   maxReplyTokens: { flag: 'max-reply-tokens', env: 'NPCD_MAX_REPLY_TOKENS', type: 'int', default: 256, min: 1, max: 100_000, help: 'Upper bound on tokens generated per reply.', metavar: 'N' },
   maxHistoryTurns: { flag: 'max-history-turns', env: 'NPCD_MAX_HISTORY_TURNS', type: 'int', default: 200, min: 2, help: 'Messages kept per session in memory; the oldest are dropped beyond it.', metavar: 'N' },
   replayFrames: { flag: 'replay-frames', env: 'NPCD_REPLAY_FRAMES', type: 'int', default: 512, min: 16, max: 1_000_000, help: 'Stream frames kept per session for resume (about 90 bytes each); older ones give ERR_RESUME_GAP.', metavar: 'N' },
   replayRetentionMs: { flag: 'replay-retention', env: 'NPCD_REPLAY_RETENTION', type: 'duration', default: '10m', min: 1000, max: 30 * 24 * HOUR, help: 'How long a session without a connection keeps its replay log; a later resume gets ERR_RESUME_GAP (history stays readable over HTTP).', metavar: 'DURATION' },
+  orphanGraceMs: { flag: 'orphan-grace', env: 'NPCD_ORPHAN_GRACE', type: 'duration', default: '15s', min: 0, max: 24 * HOUR, help: 'A reply that nobody receives (no WebSocket on its session, no HTTP request waiting) for this long is cancelled; a client that resumes sooner keeps it streaming. 0 cancels at once.', metavar: 'DURATION' },
   sessionTtlMs: { flag: 'session-ttl', env: 'NPCD_SESSION_TTL', type: 'duration', default: '30m', min: 1000, max: 30 * 24 * HOUR, help: 'A session with no connection, no generation and no activity for this long is deleted.', metavar: 'DURATION' },
   heartbeatIntervalMs: { flag: 'heartbeat-interval', env: 'NPCD_HEARTBEAT_INTERVAL', type: 'duration', default: '15s', min: 100, help: 'Ping interval the server asks clients for (sent as welcome.heartbeat_ms).', metavar: 'DURATION' },
   idleTimeoutMs: { flag: 'idle-timeout', env: 'NPCD_IDLE_TIMEOUT', type: 'duration', default: '30s', min: 200, help: 'A WebSocket that sends nothing for this long is closed (4408 ERR_HEARTBEAT_TIMEOUT).', metavar: 'DURATION' },
@@ -138,8 +173,9 @@ export function loadServeConfig(
   if (config.idleTimeoutMs <= config.heartbeatIntervalMs) {
     throw new NpcdError('ERR_CONFIG_INVALID', `--idle-timeout (${config.idleTimeoutMs} ms) must be longer than --heartbeat-interval (${config.heartbeatIntervalMs} ms)`);
   }
-  if (!/^(script|mock)$/.test(config.model)) {
-    throw new NpcdError('ERR_CONFIG_INVALID', `--model ${JSON.stringify(config.model)} is not a known provider; this build has "script" and "mock"`);
+  parseModelSpec(config.model);
+  for (const [key, flag] of [['openaiBaseUrl', 'openai-base-url'], ['ollamaUrl', 'ollama-url'], ['dashscopeBaseUrl', 'dashscope-base-url']] as const) {
+    (config as Record<string, unknown>)[key] = normalizeBaseUrl(config[key], `--${flag}`);
   }
   return { config: Object.freeze({ ...config, apiKeys: Object.freeze([...config.apiKeys]), adminKeys: Object.freeze([...config.adminKeys]) }), help: parsed.help };
 }

@@ -25,7 +25,21 @@ export const METRIC = {
   characters: 'npcd_characters',
   characterLoadErrors: 'npcd_character_load_errors_total',
   characterReloads: 'npcd_character_reloads_total',
+  providerRequests: 'npcd_provider_requests_total',
+  providerDuration: 'npcd_provider_request_duration_seconds',
+  providerRetries: 'npcd_provider_retries_total',
+  providerFallbacks: 'npcd_provider_fallbacks_total',
+  upstreamConnections: 'npcd_upstream_connections',
+  upstreamConnectionsOpened: 'npcd_upstream_connections_opened_total',
+  upstreamHealthy: 'npcd_upstream_healthy',
 } as const;
+
+/** What the upstream pool metrics read at scrape time (see providers/upstream.ts). */
+export interface UpstreamGaugeSource {
+  readonly name: string;
+  readonly stats: { readonly inUse: number; readonly idle: number; readonly waiting: number; readonly opened: number };
+  readonly isHealthy: boolean;
+}
 
 /** Latency buckets from 1 ms to 30 s. */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -178,7 +192,77 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Upstreams whose pools the gauges below read when scraped. */
+  private readonly upstreams: UpstreamGaugeSource[] = [];
+  readonly providerRequests = new Counter({
+    name: METRIC.providerRequests,
+    help: 'HTTP requests to model upstreams (each retry counts), by upstream ("openai:gpt-4o-mini") and outcome: ok, cancelled, unavailable, timeout, rate_limited, bad_response, rejected.',
+    labelNames: ['provider', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly providerDuration = new Histogram({
+    name: METRIC.providerDuration,
+    help: 'Duration of HTTP requests to model upstreams in seconds, from waiting for a connection to the end of the streamed reply, by upstream.',
+    labelNames: ['provider'] as const,
+    buckets: [...LATENCY_BUCKETS, 60, 120, 300],
+    registers: [this.registry],
+  });
+  readonly providerRetries = new Counter({
+    name: METRIC.providerRetries,
+    help: 'Retries of upstream requests before their first token, by upstream and the reason of the failure retried.',
+    labelNames: ['provider', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly providerFallbacks = new Counter({
+    name: METRIC.providerFallbacks,
+    help: 'Turns passed to the next provider of the --model chain, by the provider that failed before its first token and why.',
+    labelNames: ['provider', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamConnections: Gauge<'upstream' | 'state'>;
+  readonly upstreamOpened: Counter<'upstream'>;
+  readonly upstreamHealthy: Gauge<'upstream'>;
+
+  /** Exports an upstream's pool (connections in use, idle, waiting turns, opened) and health. */
+  watchUpstream(u: UpstreamGaugeSource): void {
+    this.upstreams.push(u);
+  }
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
+    const upstreams = this.upstreams;
+    this.upstreamConnections = new Gauge({
+      name: METRIC.upstreamConnections,
+      help: 'Connections of each model upstream\'s pool by state: in_use (carrying a request), idle (kept alive), waiting (turns waiting for a free connection).',
+      labelNames: ['upstream', 'state'] as const,
+      registers: [this.registry],
+      collect() {
+        for (const u of upstreams) {
+          const s = u.stats;
+          this.set({ upstream: u.name, state: 'in_use' }, s.inUse);
+          this.set({ upstream: u.name, state: 'idle' }, s.idle);
+          this.set({ upstream: u.name, state: 'waiting' }, s.waiting);
+        }
+      },
+    });
+    this.upstreamOpened = new Counter({
+      name: METRIC.upstreamConnectionsOpened,
+      help: 'Connections opened to each model upstream (a reused keep-alive connection is not counted again).',
+      labelNames: ['upstream'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const u of upstreams) this.inc({ upstream: u.name }, u.stats.opened);
+      },
+    });
+    this.upstreamHealthy = new Gauge({
+      name: METRIC.upstreamHealthy,
+      help: '1 while a model upstream is in rotation, 0 while health checks keep it out.',
+      labelNames: ['upstream'] as const,
+      registers: [this.registry],
+      collect() {
+        for (const u of upstreams) this.set({ upstream: u.name }, u.isHealthy ? 1 : 0);
+      },
+    });
     // Known label values start at 0, so rates and alerts work before the first event.
     for (const result of ['replayed', 'gap']) this.resumes.inc({ result }, 0);
     for (const result of ['loaded', 'failed', 'removed']) this.characterReloads.inc({ result }, 0);

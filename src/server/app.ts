@@ -14,7 +14,8 @@ import { type Logger, silentLogger } from '../log.js';
 import { Metrics } from '../metrics/metrics.js';
 import { nativeLoadError } from '../native/index.js';
 import { createCodec, DEFAULT_DECODE_LIMITS, type FrameCodec } from '../protocol/codec.js';
-import { createProvider } from '../providers/index.js';
+import { FallbackChain } from '../providers/chain.js';
+import { createProvider, type ProviderHooks } from '../providers/index.js';
 import type { ModelProvider } from '../providers/types.js';
 import { SessionEngine } from '../session/engine.js';
 import { MemorySessionStore } from '../session/memory-store.js';
@@ -56,11 +57,32 @@ async function loadCharacters(dir: string, pool: ParsePool, metrics: Metrics, lo
   return registry;
 }
 
+/** Provider and upstream events into metrics and logs. */
+function providerHooks(metrics: Metrics, logger: Logger): ProviderHooks {
+  return {
+    logger,
+    upstream: (u) => metrics.watchUpstream(u),
+    attempt: (provider, outcome, seconds) => {
+      metrics.providerRequests.inc({ provider, outcome });
+      metrics.providerDuration.observe({ provider }, seconds);
+    },
+    retry: (provider, reason) => metrics.providerRetries.inc({ provider, reason }),
+    fallback: (provider, reason) => metrics.providerFallbacks.inc({ provider, reason }),
+  };
+}
+
+/** Ready while at least one provider of the chain is in rotation (providers without an upstream always are). */
+function providerInRotation(provider: ModelProvider): boolean {
+  if (provider instanceof FallbackChain) return provider.providers.some(providerInRotation);
+  const health = provider.health?.();
+  return !health || health.length === 0 || health.some((h) => h.healthy);
+}
+
 export async function startServer(config: ServeConfig, parts: ServerParts = {}): Promise<NpcdServer> {
   const logger = parts.logger ?? silentLogger;
   const log = logger.child({ subsystem: 'server' });
   const metrics = parts.metrics ?? new Metrics();
-  const provider = parts.provider ?? createProvider(config);
+  const provider = parts.provider ?? (await createProvider(config, providerHooks(metrics, logger)));
   const store = parts.store ?? new MemorySessionStore();
 
   // Character files are parsed in worker threads, at start and on reload.
@@ -100,6 +122,7 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
       replayRetentionMs: config.replayRetentionMs,
       sessionTtlMs: config.sessionTtlMs,
       scriptTokenDelayMs: config.scriptTokenDelayMs,
+      orphanGraceMs: config.orphanGraceMs,
     },
   });
 
@@ -145,6 +168,7 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
     logger,
     providerName: provider.name,
     maxBodyBytes: config.maxBodyBytes,
+    maxCompletionBodyBytes: config.maxCompletionBodyBytes,
     maxMessageChars: config.maxMessageChars,
     apiKeys: config.apiKeys,
     sseMaxQueuedBytes: config.wsMaxBackpressureBytes,
@@ -160,7 +184,9 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
         ? { ready: false, reason: 'shutting_down' }
         : registry.size === 0
           ? { ready: false, reason: 'no_characters' }
-          : { ready: true, reason: 'ok' },
+          : !providerInRotation(provider)
+            ? { ready: false, reason: 'upstreams_unhealthy' }
+            : { ready: true, reason: 'ok' },
   });
   // A plain GET on the WebSocket path (uWS passes non-upgrade requests on).
   app.get('/v1/ws', (res, req) => {
@@ -198,6 +224,8 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
       engine.close();
       await watcher?.close();
       await pool?.close();
+      // Only a provider this server created is closed here; a caller's own one stays the caller's.
+      if (!parts.provider) await provider.close?.();
     })();
     return shutdownPromise;
   };

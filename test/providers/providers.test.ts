@@ -3,8 +3,9 @@ import t from 'tap';
 import { CharacterRegistry } from '../../src/characters/registry.js';
 import { parseCharacterScript } from '../../src/characters/script.js';
 import type { Character } from '../../src/characters/types.js';
-import { NpcdError } from '../../src/errors.js';
 import { createProvider } from '../../src/providers/index.js';
+import { FallbackChain } from '../../src/providers/chain.js';
+import { loadServeConfig } from '../../src/config/serve.js';
 import { MockProvider, mockToken } from '../../src/providers/mock.js';
 import { ScriptProvider } from '../../src/providers/script.js';
 import type { GenerateRequest, GenerateResult, ModelProvider } from '../../src/providers/types.js';
@@ -157,11 +158,16 @@ t.test('MockProvider honours an already-aborted signal, with and without ttft', 
 });
 
 t.test('createProvider', async (t) => {
-  const base = { scriptTokenDelayMs: 0, mockTokens: 2, mockTtftMs: 0, mockTokenDelayMs: 0 };
-  t.ok(createProvider({ ...base, model: 'script' }) instanceof ScriptProvider);
-  const mock = createProvider({ ...base, model: 'mock' });
+  const { config } = loadServeConfig([], {}, { scriptTokenDelayMs: 0, mockTokens: 2, mockTtftMs: 0, mockTokenDelayMs: 0 });
+  t.ok((await createProvider({ ...config, model: 'script' })) instanceof ScriptProvider);
+  const mock = await createProvider({ ...config, model: 'mock' });
   t.ok(mock instanceof MockProvider);
   t.same((await run(mock, request(MARA, 'x', 1))).pieces, ['the', ' lantern']);
-  t.throws(() => createProvider({ ...base, model: 'gpt-9' }), new NpcdError('ERR_CONFIG_INVALID', '--model "gpt-9" is not a known provider'));
-  t.throws(() => createProvider({ ...base, model: 'gpt-9' }), { code: 'ERR_CONFIG_INVALID' });
+  await t.rejects(createProvider({ ...config, model: 'gpt-9' }), { code: 'ERR_CONFIG_INVALID', message: /unknown provider "gpt-9"/ });
+  // Keys come from the environment given, and a missing required one is a start-up error.
+  await t.rejects(createProvider({ ...config, model: 'dashscope:qwen-plus' }, {}, {}), { code: 'ERR_CONFIG_INVALID', message: /DASHSCOPE_API_KEY/ });
+  const chain = await createProvider({ ...config, model: 'openai:m?url=http://127.0.0.1:9/v1&health=0,mock' }, {}, {});
+  t.ok(chain instanceof FallbackChain);
+  t.equal(chain.name, 'openai>mock');
+  await chain.close?.();
 });

@@ -1,0 +1,78 @@
+/**
+ * A fallback chain (`--model openai:gpt-4o-mini,ollama:llama3,script`): each
+ * turn goes to the first provider in rotation; when it fails before its first
+ * token (after its own retries), the next one takes the turn. Once a token
+ * has reached the client the turn belongs to that provider, and a failure
+ * ends the turn (switching voices mid-reply would be worse than an error).
+ */
+import { UpstreamError } from './api.js';
+import type { GenerateRequest, GenerateResult, ModelProvider, ProviderHealth } from './types.js';
+
+export interface ChainObserver {
+  /** `from` failed (or was out of rotation) before its first token; the turn moves on. */
+  fallback(from: string, reason: string): void;
+}
+
+function inRotation(p: ModelProvider): boolean {
+  const h = p.health?.();
+  return !h || h.length === 0 || h.some((x) => x.healthy);
+}
+
+export class FallbackChain implements ModelProvider {
+  readonly name: string;
+  readonly description: string;
+
+  constructor(
+    readonly providers: readonly ModelProvider[],
+    private readonly observer?: ChainObserver,
+  ) {
+    if (providers.length === 0) throw new Error('a fallback chain needs at least one provider');
+    this.name = providers.map((p) => p.name).join('>');
+    this.description = `fallback chain: ${providers.map((p) => p.description).join(' → ')}`;
+  }
+
+  health(): readonly ProviderHealth[] {
+    return this.providers.flatMap((p) => p.health?.() ?? []);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.providers.map((p) => p.close?.()));
+  }
+
+  async *generate(request: GenerateRequest, signal: AbortSignal): AsyncGenerator<string, GenerateResult, void> {
+    let last: unknown;
+    // Out-of-rotation providers are skipped while another is in; when none is, each is still tried in order.
+    const healthy = this.providers.filter(inRotation);
+    const order = healthy.length > 0 ? healthy : this.providers;
+    for (const [i, provider] of order.entries()) {
+      const stream = provider.generate(request, signal);
+      let first: IteratorResult<string, GenerateResult>;
+      try {
+        first = await stream.next();
+      } catch (err) {
+        if (signal.aborted) throw err;
+        last = err;
+        if (i < order.length - 1) this.observer?.fallback(provider.name, err instanceof UpstreamError ? err.reason : 'failed');
+        continue;
+      }
+      if (first.done) return first.value;
+      // Committed to this provider: pass the rest through (and its failure, if any).
+      let done = false;
+      try {
+        yield first.value;
+        for (;;) {
+          const step = await stream.next();
+          if (step.done) {
+            done = true;
+            return step.value;
+          }
+          yield step.value;
+        }
+      } finally {
+        // A consumer that stops early closes the provider's stream too (its connection is freed).
+        if (!done) await stream.return(undefined as never).catch(() => undefined);
+      }
+    }
+    throw last;
+  }
+}

@@ -1,0 +1,302 @@
+/**
+ * One upstream (an origin such as http://127.0.0.1:11434): an undici Pool
+ * with bounded connections, keep-alive with an idle timeout, a connect
+ * timeout and TCP keep-alive; a bounded wait for a free connection; and
+ * health checks that take the upstream out of rotation and bring it back.
+ *
+ * Why a slot gate in front of undici: undici queues requests without bound
+ * when every connection is busy, so a slow upstream would turn into an
+ * ever-growing queue of turns. Here a turn waits at most `acquireTimeoutMs`
+ * for one of `connections` slots, and the wait is visible (`waiting`).
+ */
+import { type Dispatcher, Pool } from 'undici';
+import type { ApiAdapter, UpstreamRequest } from './api.js';
+import { UpstreamError } from './api.js';
+import type { ProviderHealth } from './types.js';
+
+export interface UpstreamOptions {
+  /** Most connections open to this origin (and most requests in flight). */
+  readonly connections: number;
+  /** A connection idle this long is closed (a server's own Keep-Alive hint may be shorter). */
+  readonly idleTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  /** Longest wait for a free connection before a turn fails with ERR_UPSTREAM_UNAVAILABLE. */
+  readonly acquireTimeoutMs: number;
+  /** TCP keep-alive probes start after this much idle time on a socket. */
+  readonly tcpKeepAliveMs: number;
+  /** Health checks run this often; 0 turns them off. */
+  readonly healthIntervalMs: number;
+  /** Consecutive failures (checks or connection failures) that take the upstream out of rotation. */
+  readonly unhealthyAfter: number;
+}
+
+export const DEFAULT_UPSTREAM_OPTIONS: UpstreamOptions = {
+  connections: 200,
+  idleTimeoutMs: 300_000,
+  connectTimeoutMs: 5_000,
+  acquireTimeoutMs: 3_000,
+  tcpKeepAliveMs: 60_000,
+  healthIntervalMs: 10_000,
+  unhealthyAfter: 2,
+};
+
+/** Bytes of an error body read to explain a failure. */
+const MAX_ERROR_BODY = 16 * 1024;
+
+export interface UpstreamStats {
+  /** Connections carrying a request. */
+  readonly inUse: number;
+  /** Open connections without a request (kept alive for reuse). */
+  readonly idle: number;
+  /** Turns waiting for a free connection. */
+  readonly waiting: number;
+  /** Connections opened since start (a reused connection is not counted again). */
+  readonly opened: number;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/** A slot is held while a request is in flight, from send until its body is consumed or dropped. */
+export interface Slot {
+  release(): void;
+}
+
+export class Upstream {
+  readonly pool: Pool;
+  readonly origin: string;
+  /** The base URL's path (e.g. "/v1"), prefixed to every request path. */
+  readonly basePath: string;
+  private inUse = 0;
+  private readonly waiters: Waiter[] = [];
+  private opened = 0;
+  private healthy = true;
+  private failures = 0;
+  private lastReason: string | undefined;
+  private lastSuccess = 0;
+  private healthTimer: NodeJS.Timeout | undefined;
+  private checking = false;
+  private closed = false;
+  private readonly listeners = new Set<(healthy: boolean, reason: string | undefined) => void>();
+
+  constructor(
+    /** Label-safe name, e.g. "openai:gpt-4o-mini". */
+    readonly name: string,
+    baseUrl: string,
+    private readonly adapter: ApiAdapter,
+    readonly options: UpstreamOptions,
+  ) {
+    const url = new URL(baseUrl);
+    this.origin = url.origin;
+    this.basePath = url.pathname.replace(/\/+$/, '');
+    this.pool = new Pool(this.origin, {
+      connections: options.connections,
+      // One request per connection at a time: a streamed reply holds its connection.
+      pipelining: 1,
+      keepAliveTimeout: options.idleTimeoutMs,
+      keepAliveMaxTimeout: options.idleTimeoutMs,
+      // Time limits per turn are ours (AbortSignal); undici's own would cut long replies.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      connect: { timeout: options.connectTimeoutMs, keepAlive: true, keepAliveInitialDelay: options.tcpKeepAliveMs },
+    });
+    this.pool.on('connect', () => this.opened++);
+    if (options.healthIntervalMs > 0) this.scheduleHealthCheck(options.healthIntervalMs);
+  }
+
+  get stats(): UpstreamStats {
+    const s = this.pool.stats;
+    return { inUse: this.inUse, idle: Math.max(0, s.free), waiting: this.waiters.length, opened: this.opened };
+  }
+
+  health(): ProviderHealth {
+    return this.healthy ? { name: this.name, healthy: true } : { name: this.name, healthy: false, reason: this.lastReason };
+  }
+
+  get isHealthy(): boolean {
+    return this.healthy;
+  }
+
+  /** Called when the upstream leaves or rejoins rotation. */
+  onHealthChange(listener: (healthy: boolean, reason: string | undefined) => void): void {
+    this.listeners.add(listener);
+  }
+
+  /**
+   * Waits for a free connection slot, at most acquireTimeoutMs; rejects with
+   * ERR_UPSTREAM_UNAVAILABLE when none frees up, or with the signal's reason.
+   */
+  acquire(signal: AbortSignal): Promise<Slot> {
+    if (this.closed) return Promise.reject(new UpstreamError('unavailable', `upstream ${this.name} is closed`));
+    signal.throwIfAborted();
+    if (this.inUse < this.options.connections) {
+      this.inUse++;
+      return Promise.resolve(this.slot());
+    }
+    return new Promise<Slot>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve: () => {
+          cleanup();
+          resolve(this.slot());
+        },
+        reject: (err) => {
+          cleanup();
+          reject(err);
+        },
+      };
+      const timer = setTimeout(() => {
+        waiter.reject(new UpstreamError('unavailable', `no free connection to ${this.name} within ${this.options.acquireTimeoutMs} ms (${this.options.connections} in use)`));
+      }, this.options.acquireTimeoutMs);
+      const onAbort = () => waiter.reject(signal.reason);
+      const cleanup = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
+  }
+
+  private slot(): Slot {
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        // Hand the slot straight to the next waiter (FIFO), or give it back.
+        const next = this.waiters.shift();
+        if (next) next.resolve();
+        else this.inUse--;
+      },
+    };
+  }
+
+  /**
+   * Sends a request holding `slot`; resolves with the response once headers
+   * arrived. Network failures become UpstreamError('unavailable'); an abort
+   * rejects with the signal's reason.
+   */
+  async send(req: UpstreamRequest, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+    try {
+      const res = await this.pool.request({
+        method: req.method,
+        path: this.basePath + req.path,
+        headers: req.headers,
+        body: req.body,
+        signal,
+      });
+      return res;
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      const e = networkError(this.name, err);
+      this.recordFailure(e.message);
+      throw e;
+    }
+  }
+
+  /** A request that reached the upstream and got an answer (any status). */
+  recordSuccess(): void {
+    this.lastSuccess = Date.now();
+    if (!this.healthy) this.setHealthy(true, undefined);
+    this.failures = 0;
+  }
+
+  /** A connection-level failure (refused, reset, connect timeout) or a failed check. */
+  recordFailure(reason: string): void {
+    this.failures++;
+    this.lastReason = reason;
+    if (this.healthy && this.failures >= this.options.unhealthyAfter) this.setHealthy(false, reason);
+  }
+
+  private setHealthy(healthy: boolean, reason: string | undefined): void {
+    this.healthy = healthy;
+    this.lastReason = reason;
+    for (const l of this.listeners) l(healthy, reason);
+    // An upstream out of rotation is checked more often, so it comes back soon.
+    if (this.options.healthIntervalMs > 0) this.scheduleHealthCheck(healthy ? this.options.healthIntervalMs : Math.max(250, Math.floor(this.options.healthIntervalMs / 2)));
+  }
+
+  private scheduleHealthCheck(every: number): void {
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    this.healthTimer = setInterval(() => void this.checkHealth(), every);
+    this.healthTimer.unref();
+  }
+
+  /**
+   * One health check: the adapter's cheap request, answered 2xx within the
+   * connect timeout. Skipped while real requests succeed (they prove more)
+   * and while every slot is busy (a check must not queue behind turns).
+   */
+  async checkHealth(): Promise<boolean> {
+    if (this.checking || this.closed) return this.healthy;
+    if (this.healthy && Date.now() - this.lastSuccess < this.options.healthIntervalMs) return true;
+    if (this.inUse >= this.options.connections) return this.healthy;
+    this.checking = true;
+    this.inUse++;
+    const slot = this.slot();
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new UpstreamError('timeout', 'health check timed out')), Math.max(this.options.connectTimeoutMs, 1000));
+    try {
+      const res = await this.send(this.adapter.healthRequest(), controller.signal);
+      await res.body.dump({ limit: MAX_ERROR_BODY });
+      if (res.statusCode >= 200 && res.statusCode < 300) {
+        this.recordSuccess();
+        return true;
+      }
+      this.recordFailure(`health check answered ${res.statusCode}`);
+      return false;
+    } catch (err) {
+      // send() already counted network failures.
+      if (controller.signal.aborted) this.recordFailure(`health check timed out`);
+      else if (!(err instanceof UpstreamError)) this.recordFailure((err as Error).message);
+      return false;
+    } finally {
+      clearTimeout(timer);
+      slot.release();
+      this.checking = false;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    for (const w of this.waiters.splice(0)) w.reject(new UpstreamError('unavailable', `upstream ${this.name} is closed`));
+    await this.pool.destroy();
+  }
+}
+
+/** Reads at most MAX_ERROR_BODY bytes of an error answer as text. */
+export async function readErrorBody(body: Dispatcher.ResponseData['body']): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size >= MAX_ERROR_BODY) break;
+    }
+  } catch {
+    // A cut error body still explains something with what arrived.
+  } finally {
+    body.destroy();
+  }
+  return Buffer.concat(chunks).subarray(0, MAX_ERROR_BODY).toString('utf8');
+}
+
+/** undici and socket errors by code; all are "the upstream cannot be reached". */
+function networkError(name: string, err: unknown): UpstreamError {
+  const e = err as { code?: string; message?: string };
+  const code = e.code ?? '';
+  const what =
+    code === 'ECONNREFUSED' ? 'connection refused'
+    : code === 'UND_ERR_CONNECT_TIMEOUT' ? 'connect timed out'
+    : code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' ? 'connection reset'
+    : code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'host not found'
+    : (e.message ?? String(err));
+  return new UpstreamError('unavailable', `${name}: ${what}`, { cause: err });
+}
