@@ -34,6 +34,7 @@ export const ERRORS = {
   ERR_CHAT_TEXT_TOO_LONG: { status: 413, summary: 'The chat message is longer than the message length limit.' },
   ERR_CHAT_DUPLICATE_ID: { status: 409, summary: 'A chat with this message id was already accepted in this session.' },
   ERR_CHAT_NOT_ACTIVE: { status: 404, summary: '`cancel` named a message id that is not generating.' },
+  ERR_CHAT_CANCELLED: { status: 409, summary: 'The reply an OpenAI-compatible request waits for was cancelled (a `cancel` on its session) before it finished.' },
   ERR_CHARACTER_NOT_FOUND: { status: 404, summary: 'No character has this id or name.' },
   ERR_PROVIDER_FAILED: { status: 502, summary: 'The model provider failed while generating the reply.' },
 

@@ -8,6 +8,17 @@
  * approximate (see text/tokens.ts); each turn's count is taken once, when the
  * turn is stored, so building a prompt costs nothing per past message but a
  * few additions.
+ *
+ * A client that keeps the conversation itself (the OpenAI-compatible
+ * endpoint: the client sends the whole chat on every call, possibly edited or
+ * regenerated) supplies `client` messages. They take the place of the greeting
+ * and the session's history, whole and in their own order (their system
+ * messages stay where they are, after npcd's system prompt); lore scans them
+ * instead of the history. The order becomes: system prompt, the client's
+ * messages before its last user message, lore, state, the user's message,
+ * then whatever the client sent after that message (an assistant prefill, a
+ * "continue" instruction). Client texts are not templates: they are passed on
+ * as they are.
  */
 import { compileTemplate, type Template, type TemplateContext } from '../characters/template.js';
 import type { Character } from '../characters/types.js';
@@ -83,6 +94,18 @@ export interface PromptInput {
   readonly userTokens?: number;
   readonly context: TemplateContext;
   readonly historyBudget?: number;
+  /** The client's own conversation, replacing greeting and history (see above). */
+  readonly client?: ClientMessages;
+}
+
+/** A conversation kept by the client, split around the user message of the turn. */
+export interface ClientMessages {
+  /** Messages before the user's message, in order. */
+  readonly before: readonly ChatMessage[];
+  /** Messages after it, in order (usually none). */
+  readonly after: readonly ChatMessage[];
+  /** `name` the client gave its user message. */
+  readonly userName?: string;
 }
 
 export interface Prompt {
@@ -93,6 +116,7 @@ export interface Prompt {
 }
 
 export function buildPrompt(input: PromptInput): Prompt {
+  if (input.client) return buildClientPrompt(input, input.client);
   const { character: c, context, history } = input;
   const system = render(c, cacheOf(c).system, context);
   const greeting = c.greeting ? render(c, c.greeting, context) : undefined;
@@ -101,7 +125,7 @@ export function buildPrompt(input: PromptInput): Prompt {
   const changed = Object.entries(input.traits ?? {}).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
   const stateBase = render(c, `{{char}}'s current state: ${input.state}.`, context);
   const stateLine = changed ? withText(stateBase, ` Persona now: ${changed}.`) : stateBase;
-  const lore = c.lorebooks.length > 0 ? activeLore(c, history, input.userText, context) : undefined;
+  const lore = c.lorebooks.length > 0 ? activeLore(c, recentTexts(c, history), input.userText, context) : undefined;
 
   // Newest history first, while it fits the budget.
   const budget = input.historyBudget ?? HISTORY_TOKEN_BUDGET;
@@ -137,6 +161,49 @@ export function buildPrompt(input: PromptInput): Prompt {
   };
 }
 
+/** The prompt around a conversation the client keeps (see the top of this file). */
+function buildClientPrompt(input: PromptInput, client: ClientMessages): Prompt {
+  const { character: c, context } = input;
+  const system = render(c, cacheOf(c).system, context);
+  const changed = Object.entries(input.traits ?? {}).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
+  const stateBase = render(c, `{{char}}'s current state: ${input.state}.`, context);
+  const stateLine = changed ? withText(stateBase, ` Persona now: ${changed}.`) : stateBase;
+  let lore: Rendered | undefined;
+  if (c.lorebooks.length > 0) {
+    const recent: string[] = [];
+    for (let i = client.before.length - 1; i >= 0 && recent.length < LORE_SCAN_MESSAGES - 1; i--) {
+      const m = client.before[i]!;
+      if (m.role !== 'system') recent.push(m.content);
+    }
+    lore = activeLore(c, recent.reverse(), input.userText, context);
+  }
+  let tokens = system.tokens + stateLine.tokens + (lore ? lore.tokens + MESSAGE_OVERHEAD : 0) + (input.userTokens ?? countTokens(input.userText)) + 3 * MESSAGE_OVERHEAD;
+  for (const m of client.before) tokens += countTokens(m.content) + MESSAGE_OVERHEAD;
+  for (const m of client.after) tokens += countTokens(m.content) + MESSAGE_OVERHEAD;
+  let messages: ChatMessage[] | undefined;
+  return {
+    tokens,
+    get messages(): ChatMessage[] {
+      if (messages) return messages;
+      messages = [{ role: 'system', content: system.text }, ...client.before];
+      if (lore) messages.push({ role: 'system', content: lore.text });
+      messages.push({ role: 'system', content: stateLine.text });
+      messages.push(client.userName === undefined ? { role: 'user', content: input.userText } : { role: 'user', content: input.userText, name: client.userName });
+      messages.push(...client.after);
+      return messages;
+    },
+  };
+}
+
+/** Texts of the latest turns with this character, oldest first, for lore activation. */
+function recentTexts(c: Character, history: readonly Turn[]): string[] {
+  const texts: string[] = [];
+  for (let i = history.length - 1; i >= 0 && texts.length < LORE_SCAN_MESSAGES - 1; i--) {
+    if (history[i]!.character === c.id) texts.push(history[i]!.text);
+  }
+  return texts.reverse();
+}
+
 /** Lore text per turn within this budget, in approximate tokens. */
 export const LORE_TOKEN_BUDGET = 1024;
 /** Most recent messages a lorebook scans (books and entries may ask for fewer). */
@@ -144,15 +211,11 @@ const LORE_SCAN_MESSAGES = 8;
 
 /**
  * The lorebook entries the conversation activates (the user's message and
- * the latest turns with this character), as one text in the books' stable
- * order, with {{char}}/{{user}} rendered. Undefined when none activate.
+ * the latest messages before it, oldest first), as one text in the books'
+ * stable order, with {{char}}/{{user}} rendered. Undefined when none activate.
  */
-function activeLore(c: Character, history: readonly Turn[], userText: string, context: TemplateContext): Rendered | undefined {
-  const messages: string[] = [];
-  for (let i = history.length - 1; i >= 0 && messages.length < LORE_SCAN_MESSAGES - 1; i--) {
-    if (history[i]!.character === c.id) messages.push(history[i]!.text);
-  }
-  messages.reverse().push(userText);
+function activeLore(c: Character, recent: readonly string[], userText: string, context: TemplateContext): Rendered | undefined {
+  const messages = [...recent, userText];
   const macro = (text: string) => text.replaceAll('{{char}}', context.CharacterName).replaceAll('{{user}}', context.UserName);
   const parts: string[] = [];
   let budget = LORE_TOKEN_BUDGET;

@@ -15,7 +15,8 @@ import type { FinishReason, Usage } from '../protocol/types.js';
 import type { Turn } from '../session/types.js';
 import { fnv1a } from '../text/random.js';
 import { countTokens, streamPieces } from '../text/tokens.js';
-import { buildPrompt } from './prompt.js';
+import { buildPrompt, type ClientMessages } from './prompt.js';
+import { StopScanner } from './stop.js';
 
 export interface TurnInput {
   readonly sessionId: string;
@@ -33,9 +34,26 @@ export interface TurnInput {
   readonly turnNumber: number;
   readonly provider: ModelProvider;
   readonly maxTokens: number;
+  /** The client's own conversation, used in the prompt instead of `history` (see prompt.ts). */
+  readonly client?: ClientMessages;
+  /** Sampling options the client asked for. */
+  readonly sampling?: Sampling;
   /** Pacing of scripted (trigger) replies. */
   readonly scriptTokenDelayMs: number;
   readonly signal: AbortSignal;
+}
+
+export interface Sampling {
+  readonly temperature?: number;
+  readonly topP?: number;
+  /**
+   * Sequences that end the reply. Passed to the provider and also applied
+   * here, so that replies of providers whose API has no stop sequences, and
+   * scripted replies, end there too.
+   */
+  readonly stop?: readonly string[];
+  /** The client's seed: the same seed and message give the same reply, whatever the session. */
+  readonly seed?: number;
 }
 
 /** Receives a turn's events as they happen. */
@@ -62,6 +80,11 @@ export function turnSeed(sessionId: string, turnNumber: number, text: string): n
   return fnv1a(`${sessionId}\u0000${turnNumber}\u0000${text}`);
 }
 
+/** The provider seed for a turn whose client chose a seed. */
+export function clientSeed(seed: number, text: string): number {
+  return fnv1a(`seed\u0000${seed}\u0000${text}`);
+}
+
 /**
  * Runs the turn. Rejects with the AbortError when `input.signal` aborts (the
  * sink has seen every piece produced until then), with the provider's
@@ -83,28 +106,64 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
     PreviousState: input.state,
     Turn: String(input.turnNumber),
   };
-  const prompt = buildPrompt({ character, state: nextState, traits, history: input.history, userText: text, userTokens: input.textTokens, context });
+  const prompt = buildPrompt({ character, state: nextState, traits, history: input.history, userText: text, userTokens: input.textTokens, context, client: input.client });
   await sink.start(nextState, traits);
 
+  const sampling = input.sampling ?? {};
+  const stops = sampling.stop && sampling.stop.length > 0 ? new StopScanner(sampling.stop) : undefined;
+  // Pieces handed to the sink, and their text when a stop sequence may cut it.
   let tokens = 0;
+  let shown = '';
+  const emit = (piece: string): void | Promise<void> => {
+    if (piece === '') return;
+    tokens++;
+    if (stops) shown += piece;
+    return sink.token(piece);
+  };
+  /** Feeds a piece through the stop sequences (when there are some); true when one ended the reply. */
+  const feed = async (piece: string): Promise<boolean> => {
+    const step = stops ? stops.push(piece) : { text: piece, stopped: false };
+    const paused = emit(step.text);
+    if (paused) await paused;
+    return step.stopped;
+  };
+  const flush = async (): Promise<void> => {
+    const paused = stops ? emit(stops.flush()) : undefined;
+    if (paused) await paused;
+  };
+
   if (respond?.respond) {
     const rendered = respond.respond.render(context);
     const pieces = streamPieces(rendered);
     const sent = pieces.slice(0, input.maxTokens);
-    for (const piece of sent) {
-      await pause(tokens === 0 ? 0 : input.scriptTokenDelayMs, signal);
-      tokens++;
-      await sink.token(piece);
+    let stopped = false;
+    for (let i = 0; i < sent.length && !stopped; i++) {
+      await pause(i === 0 ? 0 : input.scriptTokenDelayMs, signal);
+      stopped = await feed(sent[i]!);
     }
-    const finish: FinishReason = sent.length < pieces.length ? 'length' : 'stop';
-    return { state: nextState, traits, finish, usage: { prompt_tokens: input.textTokens, completion_tokens: countTokens(sent.join('')) } };
+    if (!stopped) await flush();
+    const finish: FinishReason = !stopped && sent.length < pieces.length ? 'length' : 'stop';
+    const replyText = stops ? shown : sent.join('');
+    return { state: nextState, traits, finish, usage: { prompt_tokens: input.textTokens, completion_tokens: countTokens(replyText) } };
   }
 
   const stream = input.provider.generate(
-    { character, get messages() { return prompt.messages; }, userText: text, state: nextState, maxTokens: input.maxTokens, seed: turnSeed(input.sessionId, input.turnNumber, text) },
+    {
+      character,
+      get messages() {
+        return prompt.messages;
+      },
+      userText: text,
+      state: nextState,
+      maxTokens: input.maxTokens,
+      seed: sampling.seed === undefined ? turnSeed(input.sessionId, input.turnNumber, text) : clientSeed(sampling.seed, text),
+      ...(sampling.temperature === undefined ? {} : { temperature: sampling.temperature }),
+      ...(sampling.topP === undefined ? {} : { topP: sampling.topP }),
+      ...(sampling.stop && sampling.stop.length > 0 ? { stop: sampling.stop } : {}),
+    },
     signal,
   );
-  let result: GenerateResult;
+  let result: GenerateResult | undefined;
   try {
     for (;;) {
       const step = await stream.next();
@@ -112,15 +171,27 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
         result = step.value;
         break;
       }
-      tokens++;
-      const paused = sink.token(step.value);
-      if (paused) await paused;
+      if (!stops) {
+        // The common case stays free of extra promises per token.
+        const paused = emit(step.value);
+        if (paused) await paused;
+      } else if (await feed(step.value)) {
+        // The provider is not needed any more: end it (an HTTP provider closes its request).
+        // A provider failing while it closes does not undo a complete reply.
+        await stream.return({ finish: 'stop' }).catch(() => undefined);
+        break;
+      }
     }
+    if (result) await flush();
   } catch (err) {
     if (signal.aborted) throw err;
     // Upstream failures keep their own codes (timed out, rate limited, ...).
     if (err instanceof NpcdError) throw err;
     throw new NpcdError('ERR_PROVIDER_FAILED', `provider ${input.provider.name} failed: ${(err as Error).message}`, { cause: err });
+  }
+  if (!result) {
+    // Cut at a stop sequence: what was shown is the reply.
+    return { state: nextState, traits, finish: 'stop', usage: { prompt_tokens: prompt.tokens, completion_tokens: countTokens(shown) } };
   }
   const usage: Usage = result.usage
     ? { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens }

@@ -9,9 +9,9 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 
 const STATUS_TEXT: Record<number, string> = {
-  200: 'OK', 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed',
-  408: 'Request Timeout', 409: 'Conflict', 410: 'Gone', 413: 'Payload Too Large', 426: 'Upgrade Required',
-  500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable',
+  200: 'OK', 201: 'Created', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
+  408: 'Request Timeout', 409: 'Conflict', 410: 'Gone', 413: 'Payload Too Large', 426: 'Upgrade Required', 429: 'Too Many Requests',
+  500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 };
 
 export function statusLine(status: number): string {
@@ -26,6 +26,14 @@ export interface ExchangeDeps {
   readonly logger: Logger;
 }
 
+/** Turns an error into the JSON body of its response (npcd's shape unless a route speaks another API's). */
+export type ErrorBody = (e: NpcdError) => unknown;
+
+export const npcdErrorBody: ErrorBody = (e) => ({ error: { code: e.code, message: e.message, ...(e.detail ?? {}) } });
+
+/** Request headers copied for handlers. */
+const COPIED_HEADERS = ['authorization', 'content-length', 'accept', 'x-session-id'] as const;
+
 export class HttpExchange {
   aborted = false;
   /** True once the response has ended (or was aborted). */
@@ -35,6 +43,8 @@ export class HttpExchange {
   /** Headers copied out of the request, which is only valid during the route callback. */
   readonly headers: Readonly<Record<string, string>>;
   readonly query: string;
+  /** How errors on this exchange are written. */
+  errorBody: ErrorBody = npcdErrorBody;
 
   constructor(
     readonly res: HttpResponse,
@@ -50,7 +60,7 @@ export class HttpExchange {
       for (const h of this.abortHandlers) h();
     });
     const headers: Record<string, string> = {};
-    for (const name of ['authorization', 'content-length', 'accept']) headers[name] = req.getHeader(name);
+    for (const name of COPIED_HEADERS) headers[name] = req.getHeader(name);
     this.headers = headers;
     this.query = req.getQuery() ?? '';
   }
@@ -92,7 +102,7 @@ export class HttpExchange {
     if (this.finished) return;
     const e = toNpcdError(err);
     if (e.code === 'ERR_INTERNAL') this.deps.logger.error({ err, route: this.route }, 'request failed');
-    const body = JSON.stringify({ error: { code: e.code, message: e.message, ...(e.detail ?? {}) } });
+    const body = JSON.stringify(this.errorBody(e));
     // A body we refuse to read must not be parsed as the next request.
     const close = e.code === 'ERR_HTTP_BODY_TOO_LARGE';
     this.send(e.status, 'application/json; charset=utf-8', body, extraHeaders, close, e.code);

@@ -26,7 +26,8 @@ import type { Session } from '../session/session.js';
 import type { Turn } from '../session/types.js';
 import { type AdminDeps, exportCard, importCard } from './admin.js';
 import { bearerToken, checkApiKey } from './auth.js';
-import { HttpExchange } from './http.js';
+import { type ErrorBody, HttpExchange, npcdErrorBody } from './http.js';
+import { completions, getModel, listModels, openAiErrorBody } from './openai.js';
 import { SSE_HEADERS, SseWriter, sseEvent } from './sse.js';
 
 export interface RouteDeps {
@@ -36,6 +37,8 @@ export interface RouteDeps {
   readonly logger: Logger;
   readonly providerName: string;
   readonly maxBodyBytes: number;
+  /** Body limit of POST /v1/chat/completions, whose clients send the whole conversation. */
+  readonly maxCompletionBodyBytes: number;
   readonly maxMessageChars: number;
   readonly apiKeys: readonly string[];
   /** Bytes an SSE stream may queue for a slow client before it is closed. */
@@ -51,12 +54,18 @@ type Method = (typeof METHODS)[number];
 
 export function registerRoutes(app: TemplatedApp, deps: RouteDeps): void {
   const routes = new Map<string, Map<Method, { handler: Handler; auth: boolean }>>();
-  const add = (method: Method, route: string, handler: Handler, auth = true) => {
+  // How each route writes its errors (the OpenAI-compatible routes use OpenAI's shape).
+  const errorBodies = new Map<string, ErrorBody>();
+  const add = (method: Method, route: string, handler: Handler, auth = true, errorBody: ErrorBody = npcdErrorBody) => {
     if (!routes.has(route)) routes.set(route, new Map());
     routes.get(route)!.set(method, { handler, auth });
+    errorBodies.set(route, errorBody);
   };
 
   add('post', '/v1/chat', (x) => chat(x, deps));
+  add('post', '/v1/chat/completions', (x) => completions(x, deps), true, openAiErrorBody);
+  add('get', '/v1/models', (x) => listModels(x, deps), true, openAiErrorBody);
+  add('get', '/v1/models/:id', (x, [id]) => getModel(x, deps, id!), true, openAiErrorBody);
   add('get', '/v1/characters', (x) =>
     x.json(200, {
       characters: deps.registry.list().map(characterSummary),
@@ -111,10 +120,12 @@ export function registerRoutes(app: TemplatedApp, deps: RouteDeps): void {
   };
 
   for (const [route, byMethod] of routes) {
+    const errorBody = errorBodies.get(route) ?? npcdErrorBody;
     for (const [method, { handler, auth }] of byMethod) {
       const register = app[method].bind(app) as (pattern: string, h: (res: HttpResponse, req: HttpRequest) => void) => TemplatedApp;
       register(route, (res, req) => {
         const x = new HttpExchange(res, req, route, method === 'del' ? 'delete' : method, deps);
+        x.errorBody = errorBody;
         const params = route.includes(':') ? paramsOf(req, route) : [];
         void run(x, params, handler, auth);
       });
@@ -122,6 +133,7 @@ export function registerRoutes(app: TemplatedApp, deps: RouteDeps): void {
     // The route exists, other methods do not.
     app.any(route, (res, req) => {
       const x = new HttpExchange(res, req, route, req.getMethod(), deps);
+      x.errorBody = errorBody;
       x.error(new NpcdError('ERR_HTTP_METHOD_NOT_ALLOWED', `${req.getCaseSensitiveMethod().toUpperCase()} is not allowed on ${route}`), {
         Allow: [...byMethod.keys()].map((m) => m.toUpperCase()).join(', '),
       });

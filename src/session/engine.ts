@@ -8,7 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { setImmediate } from 'node:timers/promises';
 import type { CharacterRegistry } from '../characters/registry.js';
 import type { Character } from '../characters/types.js';
-import { runTurn, type TurnResult } from '../dialogue/turn.js';
+import type { ClientMessages } from '../dialogue/prompt.js';
+import { runTurn, type Sampling, type TurnInput, type TurnResult } from '../dialogue/turn.js';
 import { NpcdError, toNpcdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -26,7 +27,16 @@ export interface EngineLimits {
   readonly replayRetentionMs: number;
   readonly sessionTtlMs: number;
   readonly scriptTokenDelayMs: number;
+  /**
+   * How long a generation may run with nobody listening (no connection owns
+   * the session, no HTTP listener) before it is cancelled; 0 cancels as soon
+   * as the last one goes. Default 15 s.
+   */
+  readonly orphanGraceMs?: number;
 }
+
+/** Default of EngineLimits.orphanGraceMs. */
+export const DEFAULT_ORPHAN_GRACE_MS = 15_000;
 
 export interface EngineOptions {
   readonly store: SessionStore;
@@ -42,6 +52,15 @@ export interface ChatRequest {
   /** Character id or name. */
   readonly character: string;
   readonly text: string;
+  /** Reply length the client asked for; capped by the server's maxReplyTokens. */
+  readonly maxTokens?: number;
+  readonly sampling?: Sampling;
+  /**
+   * The conversation as the client keeps it (OpenAI-compatible clients send
+   * the whole chat each time): it replaces the session's history in the
+   * prompt. The session still records the turn.
+   */
+  readonly clientMessages?: ClientMessages;
 }
 
 /** Tokens between forced event-loop turns during one reply. */
@@ -132,9 +151,10 @@ export class SessionEngine {
   private adopt(data: SessionData): Session {
     const existing = this.live.get(data.id);
     if (existing) return existing;
-    const session = new Session(data, this.options.limits.replayFrames, (err) =>
-      this.log.error({ err, session: data.id }, 'stream listener failed'),
-    );
+    const session = new Session(data, this.options.limits.replayFrames, {
+      onListenerError: (err) => this.log.error({ err, session: data.id }, 'stream listener failed'),
+      onAttachmentChange: (s) => this.watchListeners(s),
+    });
     this.live.set(data.id, session);
     this.options.metrics.sessions.set(this.live.size);
     return session;
@@ -160,17 +180,19 @@ export class SessionEngine {
       const controller = new AbortController();
       let resolve!: () => void;
       const finished = new Promise<void>((r) => (resolve = r));
-      const generation: Generation = { id: req.id, character: character.id, controller, finished };
+      const generation: Generation = { id: req.id, character: character.id, controller, finished, ending: false, orphanTimer: undefined };
       session.generation = generation;
       session.data.lastActive = Date.now();
       this.generations.add(generation);
-      void this.run(session, generation, character, req.text)
+      this.watchListeners(session);
+      void this.run(session, generation, character, req)
         .catch((err: unknown) => {
           // A bug, not a provider failure (run reports those): the client still gets an end.
           this.log.error({ err, session: session.id }, 'turn failed unexpectedly');
           session.emit({ t: 'error', seq: 0, id: req.id, code: 'ERR_INTERNAL', message: 'internal error' });
         })
         .finally(() => {
+          this.stopOrphanTimer(generation);
           this.generations.delete(generation);
           if (session.generation === generation) session.generation = undefined;
           session.data.lastActive = Date.now();
@@ -191,13 +213,61 @@ export class SessionEngine {
     return true;
   }
 
-  private async run(session: Session, generation: Generation, character: Character, text: string): Promise<void> {
+  /**
+   * Waits (up to `timeoutMs`) for the session's generation to end when
+   * nobody listens to it any more: a client that retries or regenerates
+   * right after dropping its request finds the session free instead of
+   * busy. Returns at once when there is no generation, or when someone
+   * still listens to it.
+   */
+  async whenUnattendedDone(session: Session, timeoutMs: number): Promise<void> {
+    const g = session.generation;
+    if (!g || session.listening) return;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)));
+    await Promise.race([g.finished, deadline]);
+    clearTimeout(timer);
+  }
+
+  /**
+   * Called when a session's owner or listeners change, and when a
+   * generation starts. A generation that nobody receives is cancelled after
+   * the orphan grace; one timer per such generation, cleared as soon as
+   * someone listens again (a WebSocket client that resumes).
+   */
+  private watchListeners(session: Session): void {
+    const g = session.generation;
+    if (!g || g.ending) return;
+    if (session.listening) {
+      this.stopOrphanTimer(g);
+      return;
+    }
+    if (g.orphanTimer || g.controller.signal.aborted) return;
+    const grace = this.options.limits.orphanGraceMs ?? DEFAULT_ORPHAN_GRACE_MS;
+    // Even with no grace the check waits for the timer: a connection that
+    // takes over a session detaches the old one just before attaching.
+    g.orphanTimer = setTimeout(() => {
+      g.orphanTimer = undefined;
+      if (session.generation !== g || g.ending || session.listening) return;
+      this.log.debug({ session: session.id, id: g.id, graceMs: grace }, 'nobody listens to the reply: cancelling it');
+      g.controller.abort();
+    }, grace);
+    g.orphanTimer.unref();
+  }
+
+  private stopOrphanTimer(g: Generation): void {
+    if (g.orphanTimer) clearTimeout(g.orphanTimer);
+    g.orphanTimer = undefined;
+  }
+
+  private async run(session: Session, generation: Generation, character: Character, req: ChatRequest): Promise<void> {
     const { metrics: m, provider, store, limits } = this.options;
     const labels = { provider: provider.name };
     const tokenCount = m.tokens.cell(labels);
     const started = performance.now();
     const signal = generation.controller.signal;
     const data = session.data;
+    const text = req.text;
     data.userTurns++;
     const userTurn: Turn = { id: generation.id, role: 'user', character: character.id, text, at: Date.now(), tokens: countTokens(text) };
     // Pieces joined once at the end: a string grown by += is a rope of every
@@ -206,7 +276,7 @@ export class SessionEngine {
     let state = session.stateOf(character);
     let result: TurnResult | undefined;
     let finish: FinishReason = 'stop';
-    const input = {
+    const input: TurnInput = {
       sessionId: session.id,
       character,
       state,
@@ -218,7 +288,9 @@ export class SessionEngine {
       history: data.turns,
       turnNumber: data.userTurns,
       provider,
-      maxTokens: limits.maxReplyTokens,
+      maxTokens: Math.min(req.maxTokens ?? limits.maxReplyTokens, limits.maxReplyTokens),
+      client: req.clientMessages,
+      sampling: req.sampling,
       scriptTokenDelayMs: limits.scriptTokenDelayMs,
       signal,
     };
@@ -247,6 +319,8 @@ export class SessionEngine {
       finish = result.finish;
     } catch (err) {
       if (!signal.aborted) {
+        generation.ending = true;
+        this.stopOrphanTimer(generation);
         const e = toNpcdError(err);
         m.turns.inc({ ...labels, outcome: 'failed' });
         this.log.warn({ err, session: session.id, character: character.id, code: e.code }, 'turn failed');
@@ -258,6 +332,8 @@ export class SessionEngine {
     // A cancelled reply keeps what was streamed; usage counts it approximately.
     const replyText = pieces.join('');
     const usage = result?.usage ?? { prompt_tokens: userTurn.tokens, completion_tokens: countTokens(replyText) };
+    generation.ending = true;
+    this.stopOrphanTimer(generation);
     const replyTurn: Turn = { id: generation.id, role: 'assistant', character: character.id, text: replyText, at: Date.now(), tokens: usage.completion_tokens, seq: session.seq + 1, finish };
     this.pushTurn(data, replyTurn);
     try {

@@ -2,7 +2,9 @@
  * A live session: its durable data, the seq counter and bounded replay log of
  * its stream, the listeners that receive frames (a WebSocket, an SSE response,
  * an HTTP request waiting for its reply) and the generation in progress.
- * Generation belongs to the session, not to a socket: listeners come and go.
+ * Generation belongs to the session, not to a socket: listeners come and go,
+ * and each change is reported to the engine, which cancels a generation that
+ * nobody receives for the orphan grace.
  */
 import type { StreamFrame } from '../protocol/types.js';
 import { ReplayLog } from './replay-log.js';
@@ -17,6 +19,17 @@ export interface Generation {
   readonly controller: AbortController;
   /** Settles when the turn has ended (done or error frame emitted). */
   readonly finished: Promise<void>;
+  /** True once the reply's last frame is being emitted: nothing is left to cancel. */
+  ending: boolean;
+  /** Runs while nobody listens to the session (see SessionEngine); cleared when someone does. */
+  orphanTimer: NodeJS.Timeout | undefined;
+}
+
+export interface SessionHooks {
+  /** A listener threw; the stream goes on for the others. */
+  readonly onListenerError?: (err: unknown) => void;
+  /** The owner or the set of listeners changed (the engine watches for generations nobody waits for). */
+  readonly onAttachmentChange?: (session: Session) => void;
 }
 
 /** How many accepted message ids a session remembers to refuse duplicates. */
@@ -26,20 +39,37 @@ export class Session {
   seq = 0;
   readonly log: ReplayLog;
   generation: Generation | undefined;
-  /** The WebSocket connection attached to this session, if any (one at a time). */
-  owner: object | undefined;
+  private currentOwner: object | undefined;
   private readonly listeners = new Set<StreamListener>();
   private readonly recentIds = new Set<string>();
-  private onListenerError: (err: unknown) => void;
+  private readonly onListenerError: (err: unknown) => void;
+  private readonly onAttachmentChange: ((session: Session) => void) | undefined;
 
   constructor(
     readonly data: SessionData,
     replayFrames: number,
-    onListenerError: (err: unknown) => void = () => {},
+    hooks: SessionHooks = {},
   ) {
     this.log = new ReplayLog(replayFrames);
-    this.onListenerError = onListenerError;
+    this.onListenerError = hooks.onListenerError ?? (() => {});
+    this.onAttachmentChange = hooks.onAttachmentChange;
     for (const t of data.turns) if (t.role === 'user') this.rememberId(t.id);
+  }
+
+  /** The WebSocket connection attached to this session, if any (one at a time). */
+  get owner(): object | undefined {
+    return this.currentOwner;
+  }
+
+  set owner(owner: object | undefined) {
+    if (owner === this.currentOwner) return;
+    this.currentOwner = owner;
+    this.onAttachmentChange?.(this);
+  }
+
+  /** True while a connection or a listener receives the session's frames. */
+  get listening(): boolean {
+    return this.currentOwner !== undefined || this.listeners.size > 0;
   }
 
   get id(): string {
@@ -78,9 +108,13 @@ export class Session {
     return frame;
   }
 
+  /** Adds a listener; the returned function removes it (calling it again does nothing). */
   subscribe(listener: StreamListener): () => void {
     this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    this.onAttachmentChange?.(this);
+    return () => {
+      if (this.listeners.delete(listener)) this.onAttachmentChange?.(this);
+    };
   }
 
   hasId(id: string): boolean {
@@ -97,6 +131,6 @@ export class Session {
 
   /** True when nothing holds the session: no connection, listener or generation. */
   get idle(): boolean {
-    return this.owner === undefined && this.listeners.size === 0 && this.generation === undefined;
+    return this.currentOwner === undefined && this.listeners.size === 0 && this.generation === undefined;
   }
 }
