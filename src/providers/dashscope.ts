@@ -9,29 +9,22 @@
  * classify more exactly. docs/providers.md describes the mapping.
  */
 import { type ApiAdapter, reasonOfStatus, type StreamEvent, type UpstreamFailure, type UpstreamReason, type UpstreamRequest, UpstreamError } from './api.js';
-import { EVENTS_AFTER_END, isRecord, parseJsonObject, quote, tryParseJson } from './ndjson.js';
+import { type AdapterOptions, EVENTS_AFTER_END, isRecord, KeyedAdapter, MESSAGE_CHARS, parseJsonObject, quote, QUOTED_BODY_CHARS, tryParseJson } from './http-api.js';
 import { parseSse } from './sse.js';
 import type { GenerateRequest } from './types.js';
 
-export interface DashScopeAdapterOptions {
-  readonly model: string;
+export interface DashScopeAdapterOptions extends AdapterOptions {
   /** The DashScope API key, sent as `Authorization: Bearer`. */
   readonly apiKey?: string;
 }
 
 export const DASHSCOPE_CHAT_PATH = '/api/v1/services/aigc/text-generation/generation';
 
-const QUOTED_BODY_CHARS = 200;
-const MESSAGE_CHARS = 500;
-
-export class DashScopeAdapter implements ApiAdapter {
+export class DashScopeAdapter extends KeyedAdapter implements ApiAdapter {
   readonly kind = 'dashscope';
-  readonly model: string;
-  readonly #apiKey: string | undefined;
 
   constructor(options: DashScopeAdapterOptions) {
-    this.model = options.model;
-    this.#apiKey = options.apiKey || undefined;
+    super(options);
   }
 
   /**
@@ -56,14 +49,14 @@ export class DashScopeAdapter implements ApiAdapter {
     return {
       method: 'POST',
       path: DASHSCOPE_CHAT_PATH,
-      headers: { ...this.#headers('text/event-stream', request.traceparent), 'content-type': 'application/json', 'x-dashscope-sse': 'enable' },
+      headers: { ...this.headers('text/event-stream', { traceparent: request.traceparent }), 'content-type': 'application/json', 'x-dashscope-sse': 'enable' },
       body: JSON.stringify(body),
     };
   }
 
   /** The model list of the compatible mode: the cheapest authenticated GET DashScope has. */
   healthRequest(): UpstreamRequest {
-    return { method: 'GET', path: '/compatible-mode/v1/models', headers: this.#headers('application/json') };
+    return { method: 'GET', path: '/compatible-mode/v1/models', headers: this.headers('application/json') };
   }
 
   /**
@@ -119,26 +112,18 @@ export class DashScopeAdapter implements ApiAdapter {
     const parsed = tryParseJson(body);
     if (isRecord(parsed) && (typeof parsed.message === 'string' || typeof parsed.code === 'string')) {
       const code = typeof parsed.code === 'string' ? parsed.code : '';
-      return { message: describe(parsed, this.#apiKey), reason: codeReason(code) ?? reasonOfStatus(status) };
+      return { message: describe(parsed, this.apiKey()), reason: codeReason(code) ?? reasonOfStatus(status) };
     }
-    return { message: quote(body, QUOTED_BODY_CHARS, this.#apiKey) || 'no error message', reason: reasonOfStatus(status) };
+    return { message: quote(body, QUOTED_BODY_CHARS, this.apiKey()) || 'no error message', reason: reasonOfStatus(status) };
   }
 
   /** An `event:error` event: reason from its code, else from its HTTP_STATUS comment. */
   #eventError(data: string, status: number | undefined): UpstreamError {
     const parsed = tryParseJson(data);
     const code = isRecord(parsed) && typeof parsed.code === 'string' ? parsed.code : '';
-    const message = isRecord(parsed) ? describe(parsed, this.#apiKey) : quote(data, QUOTED_BODY_CHARS, this.#apiKey) || 'no error message';
+    const message = isRecord(parsed) ? describe(parsed, this.apiKey()) : quote(data, QUOTED_BODY_CHARS, this.apiKey()) || 'no error message';
     const reason = codeReason(code) ?? (status !== undefined ? reasonOfStatus(status) : 'bad_response');
     return new UpstreamError(reason, `DashScope stream error${status !== undefined ? ` (HTTP_STATUS/${status})` : ''}: ${message}`);
-  }
-
-  #headers(accept: string, traceparent?: string): Record<string, string> {
-    return {
-      accept,
-      ...(this.#apiKey !== undefined && { authorization: `Bearer ${this.#apiKey}` }),
-      ...(traceparent !== undefined && { traceparent }),
-    };
   }
 }
 

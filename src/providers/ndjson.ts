@@ -1,10 +1,9 @@
 /**
  * Incremental newline-delimited JSON parsing over a streamed HTTP body (the
- * Ollama adapter's stream), and the small helpers all adapters share:
- * parsing a chunk into an object, turning upstream text into a short,
- * single-line message, and how far to read past an end marker.
+ * Ollama adapter's stream).
  */
 import { UpstreamError } from './api.js';
+import { quote, QUOTED_CHARS } from './http-api.js';
 
 /** Default bound on one line, in UTF-8 bytes. */
 export const DEFAULT_MAX_LINE_BYTES = 1024 * 1024;
@@ -13,9 +12,6 @@ export interface NdjsonOptions {
   /** Bound on one line, in UTF-8 bytes (default 1 MiB). */
   readonly maxLineBytes?: number;
 }
-
-/** How much of a bad chunk an error message quotes. */
-const QUOTED_CHARS = 100;
 
 /**
  * Yields the JSON value of each line as the chunks arrive. Lines end with LF
@@ -67,53 +63,4 @@ export async function* parseNdjson(body: AsyncIterable<Uint8Array>, options: Ndj
 
 function isBlank(line: string): boolean {
   return /^\s*$/.test(line);
-}
-
-/**
- * Events read (and ignored) after an API's end marker before the body is
- * given up: reading a body to its end lets its connection go back to the
- * pool, but a peer that keeps talking after its end is not waited for.
- */
-export const EVENTS_AFTER_END = 16;
-
-/** A plain object (not null, not an array). */
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** Parses one JSON chunk of a stream that must be an object; `what` names it in the error. */
-export function parseJsonObject(text: string, what: string): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new UpstreamError('bad_response', `${what} is not JSON: ${quote(text, QUOTED_CHARS)}`, { cause: err });
-  }
-  if (!isRecord(value)) throw new UpstreamError('bad_response', `${what} is not a JSON object: ${quote(text, QUOTED_CHARS)}`);
-  return value;
-}
-
-/** The body parsed as JSON, or undefined when it is not JSON (an HTML error page, plain text). */
-export function tryParseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Upstream text fit for an error message and a log line: whitespace runs
- * (newlines included) become one space, at most `max` characters, "…" when
- * cut, and neither `secret` (the API key) nor a bearer token appears.
- */
-export function quote(text: string, max: number, secret?: string): string {
-  let s = text;
-  if (secret) s = s.split(secret).join('***');
-  s = s.replace(/\b(Bearer\s+)\S+/gi, '$1***');
-  s = s.replace(/\s+/g, ' ').trim();
-  if (s.length <= max) return s;
-  // Do not cut between the two halves of a surrogate pair.
-  const cut = /[\uD800-\uDBFF]/.test(s.charAt(max - 1)) ? max - 1 : max;
-  return s.slice(0, cut) + '…';
 }

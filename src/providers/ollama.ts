@@ -5,11 +5,11 @@
  * version. docs/providers.md describes the mapping.
  */
 import { type ApiAdapter, reasonOfStatus, type StreamEvent, type UpstreamFailure, type UpstreamRequest, UpstreamError } from './api.js';
-import { EVENTS_AFTER_END, isRecord, parseNdjson, quote, tryParseJson } from './ndjson.js';
+import { type AdapterOptions, EVENTS_AFTER_END, isRecord, KeyedAdapter, MESSAGE_CHARS, quote, QUOTED_BODY_CHARS, tryParseJson } from './http-api.js';
+import { parseNdjson } from './ndjson.js';
 import type { GenerateRequest } from './types.js';
 
-export interface OllamaAdapterOptions {
-  readonly model: string;
+export interface OllamaAdapterOptions extends AdapterOptions {
   /** Sent as `Authorization: Bearer` (Ollama behind an authenticating proxy, or ollama.com); a local Ollama needs none. */
   readonly apiKey?: string;
   /**
@@ -20,18 +20,12 @@ export interface OllamaAdapterOptions {
   readonly keepAlive?: string;
 }
 
-const QUOTED_BODY_CHARS = 200;
-const MESSAGE_CHARS = 500;
-
-export class OllamaAdapter implements ApiAdapter {
+export class OllamaAdapter extends KeyedAdapter implements ApiAdapter {
   readonly kind = 'ollama';
-  readonly model: string;
-  readonly #apiKey: string | undefined;
   readonly #keepAlive: string | number | undefined;
 
   constructor(options: OllamaAdapterOptions) {
-    this.model = options.model;
-    this.#apiKey = options.apiKey || undefined;
+    super(options);
     this.#keepAlive = keepAliveValue(options.keepAlive);
   }
 
@@ -53,12 +47,12 @@ export class OllamaAdapter implements ApiAdapter {
       },
       ...(this.#keepAlive !== undefined && { keep_alive: this.#keepAlive }),
     };
-    return { method: 'POST', path: '/api/chat', headers: this.#headers('application/x-ndjson', request.traceparent, true), body: JSON.stringify(body) };
+    return { method: 'POST', path: '/api/chat', headers: this.headers('application/x-ndjson', { traceparent: request.traceparent, json: true }), body: JSON.stringify(body) };
   }
 
   /** The list of local models: answers as soon as the server is up, loads nothing. */
   healthRequest(): UpstreamRequest {
-    return { method: 'GET', path: '/api/tags', headers: this.#headers('application/json') };
+    return { method: 'GET', path: '/api/tags', headers: this.headers('application/json') };
   }
 
   /**
@@ -79,7 +73,7 @@ export class OllamaAdapter implements ApiAdapter {
       if (!isRecord(line)) throw new UpstreamError('bad_response', `Ollama stream line is not a JSON object: ${quote(JSON.stringify(line), 100)}`);
       if (line.error !== undefined) {
         const message = typeof line.error === 'string' ? line.error : JSON.stringify(line.error);
-        throw new UpstreamError('bad_response', `Ollama stream error: ${quote(message, MESSAGE_CHARS, this.#apiKey)}`);
+        throw new UpstreamError('bad_response', `Ollama stream error: ${quote(message, MESSAGE_CHARS, this.apiKey())}`);
       }
       const message = line.message;
       if (isRecord(message) && typeof message.content === 'string' && message.content !== '') yield { type: 'text', text: message.content };
@@ -102,18 +96,9 @@ export class OllamaAdapter implements ApiAdapter {
     const parsed = tryParseJson(body);
     const message =
       isRecord(parsed) && typeof parsed.error === 'string'
-        ? quote(parsed.error, MESSAGE_CHARS, this.#apiKey)
-        : quote(body, QUOTED_BODY_CHARS, this.#apiKey) || 'no error message';
+        ? quote(parsed.error, MESSAGE_CHARS, this.apiKey())
+        : quote(body, QUOTED_BODY_CHARS, this.apiKey()) || 'no error message';
     return { message, reason: reasonOfStatus(status) };
-  }
-
-  #headers(accept: string, traceparent?: string, json = false): Record<string, string> {
-    return {
-      ...(json && { 'content-type': 'application/json' }),
-      accept,
-      ...(this.#apiKey !== undefined && { authorization: `Bearer ${this.#apiKey}` }),
-      ...(traceparent !== undefined && { traceparent }),
-    };
   }
 }
 

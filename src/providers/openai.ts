@@ -6,32 +6,23 @@
  * here are relative to it. docs/providers.md describes the mapping.
  */
 import { type ApiAdapter, reasonOfStatus, type StreamEvent, type UpstreamFailure, type UpstreamReason, type UpstreamRequest, UpstreamError } from './api.js';
-import { EVENTS_AFTER_END, isRecord, parseJsonObject, quote, tryParseJson } from './ndjson.js';
+import { type AdapterOptions, EVENTS_AFTER_END, isRecord, KeyedAdapter, MESSAGE_CHARS, parseJsonObject, quote, QUOTED_BODY_CHARS, tryParseJson } from './http-api.js';
 import { parseSse } from './sse.js';
 import type { ChatMessage, GenerateRequest } from './types.js';
 
-export interface OpenAiAdapterOptions {
-  readonly model: string;
+export interface OpenAiAdapterOptions extends AdapterOptions {
   /** Sent as `Authorization: Bearer`; local servers often need none. */
   readonly apiKey?: string;
 }
 
-/** How much of an error body without a JSON message a failure quotes. */
-const QUOTED_BODY_CHARS = 200;
-/** Bound on an upstream's own error message. */
-const MESSAGE_CHARS = 500;
-
 /** OpenAI accepts `name` only in this shape; one bad name would fail the whole request. */
 const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
-export class OpenAiAdapter implements ApiAdapter {
+export class OpenAiAdapter extends KeyedAdapter implements ApiAdapter {
   readonly kind = 'openai';
-  readonly model: string;
-  readonly #apiKey: string | undefined;
 
   constructor(options: OpenAiAdapterOptions) {
-    this.model = options.model;
-    this.#apiKey = options.apiKey || undefined;
+    super(options);
   }
 
   chatRequest(request: GenerateRequest): UpstreamRequest {
@@ -47,11 +38,11 @@ export class OpenAiAdapter implements ApiAdapter {
       ...(request.stop !== undefined && request.stop.length > 0 && { stop: request.stop }),
       seed: request.seed,
     };
-    return { method: 'POST', path: '/chat/completions', headers: this.#headers('text/event-stream', request.traceparent, true), body: JSON.stringify(body) };
+    return { method: 'POST', path: '/chat/completions', headers: this.headers('text/event-stream', { traceparent: request.traceparent, json: true }), body: JSON.stringify(body) };
   }
 
   healthRequest(): UpstreamRequest {
-    return { method: 'GET', path: '/models', headers: this.#headers('application/json') };
+    return { method: 'GET', path: '/models', headers: this.headers('application/json') };
   }
 
   /**
@@ -79,8 +70,8 @@ export class OpenAiAdapter implements ApiAdapter {
       }
       const chunk = parseJsonObject(sse.data, 'OpenAI stream chunk');
       // Errors inside a 200 stream: `data: {"error": {...}}`, sometimes as `event: error`.
-      if (chunk.error !== undefined && chunk.error !== null) throw streamError(chunk.error, this.#apiKey);
-      if (sse.event === 'error') throw streamError(chunk, this.#apiKey);
+      if (chunk.error !== undefined && chunk.error !== null) throw streamError(chunk.error, this.apiKey());
+      if (sse.event === 'error') throw streamError(chunk, this.apiKey());
       const choices = chunk.choices;
       if (!Array.isArray(choices)) throw new UpstreamError('bad_response', `OpenAI stream chunk has no choices array: ${quote(sse.data, 100)}`);
       const choice: unknown = choices[0];
@@ -104,16 +95,7 @@ export class OpenAiAdapter implements ApiAdapter {
    * or `insufficient_quota`.
    */
   failure(status: number, body: string): UpstreamFailure {
-    return { message: describeError(tryParseJson(body), body, this.#apiKey), reason: reasonOfStatus(status) };
-  }
-
-  #headers(accept: string, traceparent?: string, json = false): Record<string, string> {
-    return {
-      ...(json && { 'content-type': 'application/json' }),
-      accept,
-      ...(this.#apiKey !== undefined && { authorization: `Bearer ${this.#apiKey}` }),
-      ...(traceparent !== undefined && { traceparent }),
-    };
+    return { message: describeError(tryParseJson(body), body, this.apiKey()), reason: reasonOfStatus(status) };
   }
 }
 
