@@ -47,7 +47,7 @@ function adapterFor(spec: ProviderSpec & { kind: RemoteKind }, apiKey: string | 
     case 'openai':
       return new OpenAiAdapter({ model: spec.target, apiKey });
     case 'ollama':
-      return new OllamaAdapter({ model: spec.target, apiKey });
+      return new OllamaAdapter({ model: spec.target, apiKey, keepAlive: spec.options.keepAlive });
     case 'dashscope':
       return new DashScopeAdapter({ model: spec.target, apiKey });
   }

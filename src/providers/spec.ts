@@ -45,13 +45,15 @@ export interface ProviderOptions {
   readonly ttftTimeoutMs?: number;
   readonly totalTimeoutMs?: number;
   readonly retries?: number;
+  /** ollama: how long the server keeps the model loaded after a request ("5m", "1h", "-1" forever). */
+  readonly keepAlive?: string;
   /** llama: CPU threads, context size in tokens, turns generated at once. */
   readonly threads?: number;
   readonly context?: number;
   readonly sequences?: number;
 }
 
-type OptionKind = 'url' | 'env' | 'int' | 'duration';
+type OptionKind = 'url' | 'env' | 'int' | 'duration' | 'ollama-duration';
 const REMOTE_OPTIONS: Record<string, { key: keyof ProviderOptions; kind: OptionKind; min?: number; max?: number }> = {
   url: { key: 'url', kind: 'url' },
   key_env: { key: 'keyEnv', kind: 'env' },
@@ -63,6 +65,10 @@ const REMOTE_OPTIONS: Record<string, { key: keyof ProviderOptions; kind: OptionK
   ttft: { key: 'ttftTimeoutMs', kind: 'duration', min: 1 },
   total: { key: 'totalTimeoutMs', kind: 'duration', min: 1 },
   retries: { key: 'retries', kind: 'int', min: 0, max: 10 },
+};
+const OLLAMA_OPTIONS: typeof REMOTE_OPTIONS = {
+  ...REMOTE_OPTIONS,
+  keep_alive: { key: 'keepAlive', kind: 'ollama-duration' },
 };
 const LLAMA_OPTIONS: typeof REMOTE_OPTIONS = {
   threads: { key: 'threads', kind: 'int', min: 1, max: 256 },
@@ -90,7 +96,7 @@ function parseOne(text: string): ProviderSpec {
     case 'ollama':
     case 'dashscope':
       if (!target) fail(text, `name the model: ${kind}:MODEL (e.g. ${kind === 'ollama' ? 'ollama:llama3:8b' : kind === 'openai' ? 'openai:gpt-4o-mini' : 'dashscope:qwen-plus'})`);
-      return { kind, target, options: parseOptions(text, query, REMOTE_OPTIONS), text };
+      return { kind, target, options: parseOptions(text, query, kind === 'ollama' ? OLLAMA_OPTIONS : REMOTE_OPTIONS), text };
     case 'llama':
       if (!/\.gguf$/i.test(target)) fail(text, 'name a GGUF model file: llama:PATH.gguf');
       return { kind, target, options: parseOptions(text, query, LLAMA_OPTIONS), text };
@@ -113,6 +119,11 @@ function parseOptions(spec: string, query: string, table: typeof REMOTE_OPTIONS)
         break;
       case 'env':
         if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(raw)) fail(spec, `option ${name} must name an environment variable`);
+        value = raw;
+        break;
+      case 'ollama-duration':
+        // Ollama's own syntax: a Go duration ("10m", "1h30m") or seconds, negative for "keep loaded".
+        if (!/^-?\d+(\.\d+)?(ns|us|µs|ms|s|m|h)?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))*$/.test(raw)) fail(spec, `option ${name} must be a duration such as 5m, 1h or -1 (got ${JSON.stringify(raw)})`);
         value = raw;
         break;
       case 'int':

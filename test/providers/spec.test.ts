@@ -16,6 +16,8 @@ t.test('a comma list is a chain, in order, and options are per provider', async 
   t.same(chain[0]!.options, { url: 'http://127.0.0.1:8000/v1', ttftTimeoutMs: 5000, retries: 0 });
   t.same(chain[1]!.options, { keyEnv: 'HOSTED_KEY', connections: 50 });
   t.same(parseModelSpec('llama:/m/a.gguf?threads=1&context=2048&sequences=3')[0]!.options, { threads: 1, context: 2048, sequences: 3 });
+  t.same(parseModelSpec('ollama:llama3:8b?keep_alive=30m&ttft=20s')[0]!.options, { keepAlive: '30m', ttftTimeoutMs: 20_000 });
+  t.same(parseModelSpec('ollama:llama3?keep_alive=-1')[0]!.options, { keepAlive: '-1' });
 });
 
 t.test('bad specs name the problem', async (t) => {
@@ -34,6 +36,8 @@ t.test('bad specs name the problem', async (t) => {
     ['openai:x?url=http://u:p@h/v1', /credentials/],
     ['openai:x?key_env=1BAD', /environment variable/],
     ['llama:/m/a.gguf?url=http://h', /unknown option "url"/],
+    ['openai:x?keep_alive=5m', /unknown option "keep_alive"/],
+    ['ollama:x?keep_alive=forever', /keep_alive must be a duration/],
   ];
   for (const [spec, message] of bad) {
     t.throws(() => parseModelSpec(spec), { code: 'ERR_CONFIG_INVALID', message }, spec);
