@@ -184,8 +184,9 @@ export function serveHelp(): string {
   return `Usage: npcd serve [options]
 
 Runs the npcd server: WebSocket protocol v1 at /v1/ws, HTTP JSON/SSE at /v1/chat,
-characters and sessions under /v1, Prometheus metrics at /metrics, /healthz and
-/readyz. Every option can also be set by its environment variable or in the
+the OpenAI-compatible /v1/chat/completions and /v1/models, characters and
+sessions under /v1, Prometheus metrics at /metrics, /healthz and /readyz.
+Replies come from the --model provider (docs/providers.md). Every option can also be set by its environment variable or in the
 --config file; command-line flags win over the environment, which wins over the file.
 Durations accept ms, s, m, h (a bare number is milliseconds); sizes accept
 KiB, MiB, GiB, kb, mb (a bare number is bytes). Boolean flags take --no-NAME.

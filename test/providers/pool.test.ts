@@ -12,6 +12,7 @@ import { createProvider } from '../../src/providers/index.js';
 import type { GenerateRequest, ModelProvider } from '../../src/providers/types.js';
 import type { Upstream } from '../../src/providers/upstream.js';
 import { closedPortUrl, DEFAULT_TOKENS, type FakeUpstream, startFakeOpenAi } from '../helpers/fake-upstreams.js';
+import { waitFor } from '../helpers/wait.js';
 
 const REQUEST: GenerateRequest = {
   character: { id: 'mara' } as Character,
@@ -43,13 +44,6 @@ async function text(provider: ModelProvider, signal = new AbortController().sign
   return out;
 }
 
-async function waitFor(cond: () => boolean, ms = 5_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 t.test('keep-alive: sequential turns reuse one connection', async (t) => {
   const f = await fake(t);

@@ -11,6 +11,7 @@ import type { AttemptOutcome } from '../../src/providers/remote.js';
 import type { GenerateRequest, GenerateResult, ModelProvider } from '../../src/providers/types.js';
 import type { Upstream } from '../../src/providers/upstream.js';
 import { closedPortUrl, DEFAULT_TOKENS, type FakeKind, type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstreams.js';
+import { waitFor } from '../helpers/wait.js';
 
 const KINDS: FakeKind[] = ['openai', 'ollama', 'dashscope'];
 const ENV = { OPENAI_API_KEY: 'sk-test-openai', DASHSCOPE_API_KEY: 'sk-test-dashscope' };
@@ -217,10 +218,3 @@ for (const kind of KINDS) {
   });
 }
 
-async function waitFor(cond: () => boolean, ms = 3_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

@@ -9,6 +9,7 @@ import type { ServeConfig } from '../../src/config/serve.js';
 import { DEFAULT_TOKENS, type FakeUpstream, startFakeOpenAi } from '../helpers/fake-upstreams.js';
 import { getJson, postJson, testServer } from '../helpers/server.js';
 import { TestClient } from '../helpers/ws-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 const CHARACTER = 'tavern-keeper';
 const TEXT = 'What is on the menu tonight?';
@@ -23,13 +24,6 @@ async function setup(t: Test, options = '', overrides: Partial<ServeConfig> = {}
   return { fake, srv, client };
 }
 
-async function waitFor(cond: () => boolean, ms = 5_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 t.test('a reply streams from the upstream with the character\'s prompt', async (t) => {
   const { fake, client } = await setup(t);
