@@ -4,6 +4,7 @@
  * error frame with its own code and the session stays usable, a cancel frame
  * aborts the upstream request, and the pool's metrics and health show.
  */
+import OpenAI from 'openai';
 import t, { type Test } from 'tap';
 import type { ServeConfig } from '../../src/config/serve.js';
 import { DEFAULT_TOKENS, type FakeUpstream, startFakeOpenAi } from '../helpers/fake-upstreams.js';
@@ -122,4 +123,46 @@ t.test('a chain ending in the script provider keeps characters answering while t
   t.ok(res.body.reply.length > 0, 'the script provider answered');
   const metrics = (await getJson(`${srv.http}/metrics`)).body as string;
   t.match(metrics, /npcd_provider_fallbacks_total\{provider="openai",reason="unavailable"\} 1/);
+});
+
+t.test('an OpenAI client through npcd to an OpenAI-compatible upstream: options reach the upstream, the reply streams back', async (t) => {
+  const { fake, srv } = await setup(t);
+  fake.script({ type: 'stream', tokens: DEFAULT_TOKENS, usage: { promptTokens: 42, completionTokens: 7 } });
+  const client = new OpenAI({ baseURL: `${srv.http}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 10_000 });
+  const stream = await client.chat.completions.create({
+    model: CHARACTER,
+    messages: [
+      { role: 'system', content: 'Keep it short.' },
+      { role: 'user', content: TEXT, name: 'Traveller' },
+    ],
+    stream: true,
+    stream_options: { include_usage: true },
+    temperature: 0.3,
+    top_p: 0.9,
+    max_tokens: 40,
+    stop: ['\n\n'],
+  });
+  let text = '';
+  let usage: unknown;
+  let finish: string | null | undefined;
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.delta.content ?? '';
+    finish = chunk.choices[0]?.finish_reason ?? finish;
+    usage = chunk.usage ?? usage;
+  }
+  t.equal(text, DEFAULT_TOKENS.join(''));
+  t.equal(finish, 'stop');
+  t.match(usage, { prompt_tokens: 42, completion_tokens: 7 });
+  const body = fake.chatRequests[0]!.body as Record<string, unknown>;
+  t.match(body, { model: 'fake-model', temperature: 0.3, top_p: 0.9, max_tokens: 40, stop: ['\n\n'], stream: true });
+  const messages = body.messages as { role: string; content: string }[];
+  t.match(messages[0], { role: 'system', content: /Mara Quill/ }, "npcd's character prompt comes first");
+  t.ok(messages.some((m) => m.role === 'system' && m.content === 'Keep it short.'), "the client's system message is kept");
+  t.match(messages.at(-1), { role: 'user', content: TEXT });
+
+  // An upstream failure before the first token answers with a real HTTP status the client sees.
+  fake.script({ type: 'status', status: 429, retryAfter: '120' });
+  const err = await client.chat.completions.create({ model: CHARACTER, messages: [{ role: 'user', content: TEXT }] }).then(() => undefined, (e: { status?: number; code?: string }) => e);
+  t.equal(err?.status, 429);
+  t.equal(err?.code, 'ERR_UPSTREAM_RATE_LIMITED');
 });
