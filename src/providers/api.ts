@@ -27,6 +27,25 @@ export type StreamEvent =
       readonly usage?: { readonly promptTokens: number; readonly completionTokens: number };
     };
 
+/**
+ * Decodes one streamed body, chunk by chunk and synchronously, so that a
+ * chunk costs no promise hops: `push` appends the events a chunk completes.
+ * It throws UpstreamError ('bad_response') on a malformed chunk, or with the
+ * reason an error event inside the stream names; the events before the bad
+ * one are in `out` by then. After the end event, further records are
+ * ignored (they are read so the connection can be reused) until more than a
+ * few arrive (`overrun`: stop reading).
+ */
+export interface StreamDecoder {
+  push(chunk: Uint8Array, out: StreamEvent[]): void;
+  /** The body ended: appends what a last unterminated record holds; throws bad_response when the end marker never came. */
+  end(out: StreamEvent[]): void;
+  /** True once the end event was appended. */
+  readonly ended: boolean;
+  /** The peer kept talking after its end marker: give the body up. */
+  readonly overrun: boolean;
+}
+
 /** A non-2xx answer, as the API's error body explains it. */
 export interface UpstreamFailure {
   /** The upstream's own message (never a credential). */
@@ -47,13 +66,8 @@ export interface ApiAdapter {
   chatRequest(request: GenerateRequest): UpstreamRequest;
   /** A cheap request whose 2xx answer means the upstream is up (e.g. GET /api/tags). */
   healthRequest(): UpstreamRequest;
-  /**
-   * Parses a 2xx streamed body into events. Throws UpstreamError
-   * ('bad_response') on a malformed chunk, an error event inside the stream
-   * (with the reason it names), or a body that ends before the API's end
-   * marker. Returns after the end event.
-   */
-  parseStream(body: AsyncIterable<Uint8Array>): AsyncGenerator<StreamEvent, void, void>;
+  /** A decoder for one 2xx streamed body (see StreamDecoder). */
+  decoder(): StreamDecoder;
   /** Explains a non-2xx answer from its status and (bounded) body text. */
   failure(status: number, body: string): UpstreamFailure;
 }

@@ -8,9 +8,9 @@
  * its errors with codes (`Throttling.RateQuota`, `DataInspectionFailed`) that
  * classify more exactly. docs/providers.md describes the mapping.
  */
-import { type ApiAdapter, reasonOfStatus, type StreamEvent, type UpstreamFailure, type UpstreamReason, type UpstreamRequest, UpstreamError } from './api.js';
-import { type AdapterOptions, EVENTS_AFTER_END, isRecord, KeyedAdapter, MESSAGE_CHARS, parseJsonObject, quote, QUOTED_BODY_CHARS, tryParseJson } from './http-api.js';
-import { parseSse } from './sse.js';
+import { type ApiAdapter, reasonOfStatus, type StreamDecoder, type StreamEvent, type UpstreamFailure, type UpstreamReason, type UpstreamRequest, UpstreamError } from './api.js';
+import { type AdapterOptions, isRecord, KeyedAdapter, SseRecordDecoder, MESSAGE_CHARS, parseJsonObject, quote, QUOTED_BODY_CHARS, tryParseJson } from './http-api.js';
+import type { SseEvent } from './sse.js';
 import type { GenerateRequest } from './types.js';
 
 export interface DashScopeAdapterOptions extends AdapterOptions {
@@ -70,36 +70,8 @@ export class DashScopeAdapter extends KeyedAdapter implements ApiAdapter {
    * the rest of the body is read (a few events at most) so its connection
    * can be reused.
    */
-  async *parseStream(body: AsyncIterable<Uint8Array>): AsyncGenerator<StreamEvent, void, void> {
-    let usage: { promptTokens: number; completionTokens: number } | undefined;
-    let afterEnd = -1;
-    for await (const sse of parseSse(body)) {
-      if (afterEnd >= 0) {
-        if (++afterEnd > EVENTS_AFTER_END) return;
-        continue;
-      }
-      const status = httpStatusOf(sse.comments);
-      if (sse.event === 'error' || (status !== undefined && (status < 200 || status >= 300))) throw this.#eventError(sse.data, status);
-      const chunk = parseJsonObject(sse.data, 'DashScope stream event');
-      const output = chunk.output;
-      if (!isRecord(output)) {
-        // An error in a result event's clothing: {"code": "...", "message": "..."} without output.
-        if (typeof chunk.code === 'string' && chunk.code !== '') throw this.#eventError(sse.data, status);
-        throw new UpstreamError('bad_response', `DashScope stream event has no output: ${quote(sse.data, 100)}`);
-      }
-      const choices = output.choices;
-      const choice: unknown = Array.isArray(choices) ? choices[0] : undefined;
-      if (!isRecord(choice)) throw new UpstreamError('bad_response', `DashScope stream event has no output.choices (is result_format "message"?): ${quote(sse.data, 100)}`);
-      const message = choice.message;
-      if (isRecord(message) && typeof message.content === 'string' && message.content !== '') yield { type: 'text', text: message.content };
-      usage = readUsage(chunk.usage) ?? usage;
-      const reason = choice.finish_reason;
-      if (typeof reason === 'string' && reason !== '' && reason !== 'null') {
-        afterEnd = 0;
-        yield { type: 'end', finish: reason === 'length' ? 'length' : 'stop', ...(usage && { usage }) };
-      }
-    }
-    if (afterEnd < 0) throw new UpstreamError('bad_response', 'DashScope stream ended before the event with a finish_reason');
+  decoder(): StreamDecoder {
+    return new DashScopeDecoder((data, status) => this.#eventError(data, status));
   }
 
   /**
@@ -175,4 +147,38 @@ function describe(error: Record<string, unknown>, secret: string | undefined): s
   const message = typeof error.message === 'string' && error.message !== '' ? error.message : 'no error message';
   const id = typeof error.request_id === 'string' && error.request_id !== '' ? ` (request_id ${error.request_id})` : '';
   return quote(`${code}${message}${id}`, MESSAGE_CHARS, secret);
+}
+
+class DashScopeDecoder extends SseRecordDecoder {
+  #usage: { promptTokens: number; completionTokens: number } | undefined;
+
+  constructor(private readonly eventError: (data: string, status: number | undefined) => UpstreamError) {
+    super();
+  }
+
+  protected record(sse: SseEvent, out: StreamEvent[]): boolean {
+    const status = httpStatusOf(sse.comments);
+    if (sse.event === 'error' || (status !== undefined && (status < 200 || status >= 300))) throw this.eventError(sse.data, status);
+    const chunk = parseJsonObject(sse.data, 'DashScope stream event');
+    const output = chunk.output;
+    if (!isRecord(output)) {
+      // An error in a result event's clothing: {"code": "...", "message": "..."} without output.
+      if (typeof chunk.code === 'string' && chunk.code !== '') throw this.eventError(sse.data, status);
+      throw new UpstreamError('bad_response', `DashScope stream event has no output: ${quote(sse.data, 100)}`);
+    }
+    const choices = output.choices;
+    const choice: unknown = Array.isArray(choices) ? choices[0] : undefined;
+    if (!isRecord(choice)) throw new UpstreamError('bad_response', `DashScope stream event has no output.choices (is result_format "message"?): ${quote(sse.data, 100)}`);
+    const message = choice.message;
+    if (isRecord(message) && typeof message.content === 'string' && message.content !== '') out.push({ type: 'text', text: message.content });
+    this.#usage = readUsage(chunk.usage) ?? this.#usage;
+    const reason = choice.finish_reason;
+    if (typeof reason !== 'string' || reason === '' || reason === 'null') return false;
+    out.push({ type: 'end', finish: reason === 'length' ? 'length' : 'stop', ...(this.#usage && { usage: this.#usage }) });
+    return true;
+  }
+
+  protected missingEnd(): UpstreamError {
+    return new UpstreamError('bad_response', 'DashScope stream ended before the event with a finish_reason');
+  }
 }

@@ -3,7 +3,9 @@
  * options, the request headers, and the small helpers for reading JSON
  * bodies and turning upstream text into a short, single-line message.
  */
-import { UpstreamError } from './api.js';
+import { type StreamDecoder, type StreamEvent, UpstreamError } from './api.js';
+import { NdjsonDecoder } from './ndjson.js';
+import { SseDecoder, type SseEvent } from './sse.js';
 
 export interface AdapterOptions {
   readonly model: string;
@@ -34,6 +36,14 @@ export abstract class KeyedAdapter {
   /** The API key, kept out of quoted upstream text. */
   protected apiKey(): string | undefined {
     return this.#apiKey;
+  }
+
+  /** A decoder for one streamed body. */
+  abstract decoder(): StreamDecoder;
+
+  /** The events of a streamed body (decodeStream over a new decoder). */
+  parseStream(body: AsyncIterable<Uint8Array>): AsyncGenerator<StreamEvent, void, void> {
+    return decodeStream(this.decoder(), body);
   }
 
   protected headers(accept: string, options: HeaderOptions = {}): Record<string, string> {
@@ -101,4 +111,106 @@ export function quote(text: string, max: number, secret?: string): string {
   // Do not cut between the two halves of a surrogate pair.
   const cut = /[\uD800-\uDBFF]/.test(s.charAt(max - 1)) ? max - 1 : max;
   return s.slice(0, cut) + '…';
+}
+
+/**
+ * A StreamDecoder over records (SSE events, NDJSON values): subclasses split
+ * chunks into records and turn each record into stream events.
+ */
+export abstract class RecordDecoder<R> implements StreamDecoder {
+  /** Records seen after the end event; -1 before it. */
+  #afterEnd = -1;
+  readonly #records: R[] = [];
+
+  get ended(): boolean {
+    return this.#afterEnd >= 0;
+  }
+
+  get overrun(): boolean {
+    return this.#afterEnd > EVENTS_AFTER_END;
+  }
+
+  /** Appends the records `chunk` completes. */
+  protected abstract split(chunk: Uint8Array, into: R[]): void;
+  /** Appends a last record the body ended inside of. */
+  protected flush(_into: R[]): void {}
+  /** Appends the events of one record; true when it was the end. */
+  protected abstract record(record: R, out: StreamEvent[]): boolean;
+  /** The error for a body that ended before its end marker. */
+  protected abstract missingEnd(): UpstreamError;
+
+  push(chunk: Uint8Array, out: StreamEvent[]): void {
+    this.#take((into) => this.split(chunk, into), out);
+  }
+
+  end(out: StreamEvent[]): void {
+    this.#take((into) => this.flush(into), out);
+    if (!this.ended) throw this.missingEnd();
+  }
+
+  #take(fill: (into: R[]) => void, out: StreamEvent[]): void {
+    const records = this.#records;
+    let failure: unknown;
+    try {
+      fill(records);
+    } catch (err) {
+      failure = err;
+    }
+    try {
+      for (const r of records) {
+        if (this.#afterEnd >= 0) this.#afterEnd++;
+        else if (this.record(r, out)) this.#afterEnd = 0;
+      }
+    } finally {
+      records.length = 0;
+    }
+    // Garbage after the end marker does not fail a finished reply.
+    if (failure !== undefined && this.#afterEnd < 0) throw failure;
+  }
+}
+
+/** Records are Server-Sent Events. */
+export abstract class SseRecordDecoder extends RecordDecoder<SseEvent> {
+  readonly #sse = new SseDecoder();
+
+  protected split(chunk: Uint8Array, into: SseEvent[]): void {
+    this.#sse.push(chunk, into);
+  }
+}
+
+/** Records are NDJSON values. */
+export abstract class NdjsonRecordDecoder extends RecordDecoder<unknown> {
+  readonly #ndjson = new NdjsonDecoder();
+
+  protected split(chunk: Uint8Array, into: unknown[]): void {
+    this.#ndjson.push(chunk, into);
+  }
+
+  protected override flush(into: unknown[]): void {
+    this.#ndjson.end(into);
+  }
+}
+
+/**
+ * Yields the events of a streamed body through a decoder; returns after the
+ * body (or gives it up once the decoder is overrun).
+ */
+export async function* decodeStream(decoder: StreamDecoder, body: AsyncIterable<Uint8Array>): AsyncGenerator<StreamEvent, void, void> {
+  const out: StreamEvent[] = [];
+  const step = function* (run: () => void) {
+    let failure: unknown;
+    try {
+      run();
+    } catch (err) {
+      failure = err;
+    }
+    yield* out;
+    out.length = 0;
+    if (failure !== undefined) throw failure;
+  };
+  for await (const chunk of body) {
+    yield* step(() => decoder.push(chunk, out));
+    if (decoder.overrun) return;
+  }
+  yield* step(() => decoder.end(out));
 }

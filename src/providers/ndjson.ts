@@ -14,21 +14,53 @@ export interface NdjsonOptions {
 }
 
 /**
- * Yields the JSON value of each line as the chunks arrive. Lines end with LF
- * (a CR before it is JSON whitespace); blank lines are skipped. A last line
- * without LF is parsed when the body ends. Throws
- * UpstreamError('bad_response') on a line that is not JSON or is longer than
- * the bound.
+ * Decodes NDJSON chunk by chunk, synchronously: `push` appends the JSON value
+ * of each line a chunk completes, `end` that of a last line without LF.
+ * Lines end with LF (a CR before it is JSON whitespace); blank lines are
+ * skipped. Throws UpstreamError('bad_response') on a line that is not JSON
+ * or is longer than the bound; the values before it are in `out` by then.
  */
-export async function* parseNdjson(body: AsyncIterable<Uint8Array>, options: NdjsonOptions = {}): AsyncGenerator<unknown, void, void> {
-  const limit = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
-  const decoder = new TextDecoder('utf-8');
-  let partial = '';
-  let lineNo = 0;
+export class NdjsonDecoder {
+  readonly #limit: number;
+  readonly #decoder = new TextDecoder('utf-8');
+  #partial = '';
+  #lineNo = 0;
 
-  function parse(line: string, terminated: boolean): unknown {
-    lineNo++;
-    if (Buffer.byteLength(line, 'utf8') > limit) throw new UpstreamError('bad_response', `NDJSON line ${lineNo} longer than ${limit} bytes`);
+  constructor(options: NdjsonOptions = {}) {
+    this.#limit = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+  }
+
+  push(chunk: Uint8Array, out: unknown[]): void {
+    const text = this.#decoder.decode(chunk, { stream: true });
+    let pos = 0;
+    for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', pos)) {
+      const line = this.#partial === '' ? text.slice(pos, end) : this.#partial + text.slice(pos, end);
+      this.#partial = '';
+      pos = end + 1;
+      if (isBlank(line)) {
+        this.#lineNo++;
+        continue;
+      }
+      out.push(this.#parse(line, true));
+    }
+    if (pos < text.length) {
+      this.#partial += text.slice(pos);
+      // Code units never outnumber UTF-8 bytes: an unended line over the
+      // bound here is over it in bytes too.
+      if (this.#partial.length > this.#limit) throw new UpstreamError('bad_response', `NDJSON line ${this.#lineNo + 1} longer than ${this.#limit} bytes`);
+    }
+  }
+
+  /** The body ended: parses a last line that had no LF. */
+  end(out: unknown[]): void {
+    const last = this.#partial + this.#decoder.decode();
+    this.#partial = '';
+    if (!isBlank(last)) out.push(this.#parse(last, false));
+  }
+
+  #parse(line: string, terminated: boolean): unknown {
+    const lineNo = ++this.#lineNo;
+    if (Buffer.byteLength(line, 'utf8') > this.#limit) throw new UpstreamError('bad_response', `NDJSON line ${lineNo} longer than ${this.#limit} bytes`);
     try {
       return JSON.parse(line);
     } catch (err) {
@@ -36,29 +68,33 @@ export async function* parseNdjson(body: AsyncIterable<Uint8Array>, options: Ndj
       throw new UpstreamError('bad_response', `${what}: ${quote(line, QUOTED_CHARS)}`, { cause: err });
     }
   }
+}
 
+/** Yields the JSON value of each line as the chunks arrive (see NdjsonDecoder). */
+export async function* parseNdjson(body: AsyncIterable<Uint8Array>, options: NdjsonOptions = {}): AsyncGenerator<unknown, void, void> {
+  const decoder = new NdjsonDecoder(options);
+  const out: unknown[] = [];
+  const drain = function* (failure: unknown) {
+    yield* out;
+    out.length = 0;
+    if (failure !== undefined) throw failure;
+  };
   for await (const chunk of body) {
-    const text = decoder.decode(chunk, { stream: true });
-    let pos = 0;
-    for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', pos)) {
-      const line = partial + text.slice(pos, end);
-      partial = '';
-      pos = end + 1;
-      if (isBlank(line)) {
-        lineNo++;
-        continue;
-      }
-      yield parse(line, true);
+    let failure: unknown;
+    try {
+      decoder.push(chunk, out);
+    } catch (err) {
+      failure = err;
     }
-    if (pos < text.length) {
-      partial += text.slice(pos);
-      // Code units never outnumber UTF-8 bytes: an unended line over the
-      // bound here is over it in bytes too.
-      if (partial.length > limit) throw new UpstreamError('bad_response', `NDJSON line ${lineNo + 1} longer than ${limit} bytes`);
-    }
+    yield* drain(failure);
   }
-  partial += decoder.decode();
-  if (!isBlank(partial)) yield parse(partial, false);
+  let failure: unknown;
+  try {
+    decoder.end(out);
+  } catch (err) {
+    failure = err;
+  }
+  yield* drain(failure);
 }
 
 function isBlank(line: string): boolean {

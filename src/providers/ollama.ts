@@ -4,9 +4,8 @@
  * reports why a reply ended (`done_reason`) and its token counts on every
  * version. docs/providers.md describes the mapping.
  */
-import { type ApiAdapter, reasonOfStatus, type StreamEvent, type UpstreamFailure, type UpstreamRequest, UpstreamError } from './api.js';
-import { type AdapterOptions, EVENTS_AFTER_END, isRecord, KeyedAdapter, MESSAGE_CHARS, quote, QUOTED_BODY_CHARS, tryParseJson } from './http-api.js';
-import { parseNdjson } from './ndjson.js';
+import { type ApiAdapter, reasonOfStatus, type StreamDecoder, type StreamEvent, type UpstreamFailure, type UpstreamRequest, UpstreamError } from './api.js';
+import { type AdapterOptions, isRecord, KeyedAdapter, NdjsonRecordDecoder, MESSAGE_CHARS, quote, QUOTED_BODY_CHARS, tryParseJson } from './http-api.js';
 import type { GenerateRequest } from './types.js';
 
 export interface OllamaAdapterOptions extends AdapterOptions {
@@ -63,32 +62,8 @@ export class OllamaAdapter extends KeyedAdapter implements ApiAdapter {
    * bad_response. After the end the rest of the body is read (a few lines at
    * most) so its connection can be reused.
    */
-  async *parseStream(body: AsyncIterable<Uint8Array>): AsyncGenerator<StreamEvent, void, void> {
-    let afterEnd = -1;
-    for await (const line of parseNdjson(body)) {
-      if (afterEnd >= 0) {
-        if (++afterEnd > EVENTS_AFTER_END) return;
-        continue;
-      }
-      if (!isRecord(line)) throw new UpstreamError('bad_response', `Ollama stream line is not a JSON object: ${quote(JSON.stringify(line), 100)}`);
-      if (line.error !== undefined) {
-        const message = typeof line.error === 'string' ? line.error : JSON.stringify(line.error);
-        throw new UpstreamError('bad_response', `Ollama stream error: ${quote(message, MESSAGE_CHARS, this.apiKey())}`);
-      }
-      const message = line.message;
-      if (isRecord(message) && typeof message.content === 'string' && message.content !== '') yield { type: 'text', text: message.content };
-      if (line.done === true) {
-        const p = line.prompt_eval_count;
-        const c = line.eval_count;
-        afterEnd = 0;
-        yield {
-          type: 'end',
-          finish: line.done_reason === 'length' ? 'length' : 'stop',
-          ...(typeof p === 'number' && typeof c === 'number' && { usage: { promptTokens: p, completionTokens: c } }),
-        };
-      }
-    }
-    if (afterEnd < 0) throw new UpstreamError('bad_response', 'Ollama stream ended before its "done": true line');
+  decoder(): StreamDecoder {
+    return new OllamaDecoder(this.apiKey());
   }
 
   /** Reads `{"error": "..."}` (e.g. 404 "model 'x' not found"); the status decides the reason. */
@@ -111,4 +86,33 @@ export function keepAliveValue(value: string | undefined): string | number | und
   const text = value.trim();
   if (text === '') return undefined;
   return /^-?\d+$/.test(text) ? Number(text) : text;
+}
+
+class OllamaDecoder extends NdjsonRecordDecoder {
+  constructor(private readonly key: string | undefined) {
+    super();
+  }
+
+  protected record(line: unknown, out: StreamEvent[]): boolean {
+    if (!isRecord(line)) throw new UpstreamError('bad_response', `Ollama stream line is not a JSON object: ${quote(JSON.stringify(line), 100)}`);
+    if (line.error !== undefined) {
+      const message = typeof line.error === 'string' ? line.error : JSON.stringify(line.error);
+      throw new UpstreamError('bad_response', `Ollama stream error: ${quote(message, MESSAGE_CHARS, this.key)}`);
+    }
+    const message = line.message;
+    if (isRecord(message) && typeof message.content === 'string' && message.content !== '') out.push({ type: 'text', text: message.content });
+    if (line.done !== true) return false;
+    const p = line.prompt_eval_count;
+    const c = line.eval_count;
+    out.push({
+      type: 'end',
+      finish: line.done_reason === 'length' ? 'length' : 'stop',
+      ...(typeof p === 'number' && typeof c === 'number' && { usage: { promptTokens: p, completionTokens: c } }),
+    });
+    return true;
+  }
+
+  protected missingEnd(): UpstreamError {
+    return new UpstreamError('bad_response', 'Ollama stream ended before its "done": true line');
+  }
 }

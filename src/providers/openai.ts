@@ -5,9 +5,9 @@
  * The base URL (e.g. https://api.openai.com/v1) is the transport's; paths
  * here are relative to it. docs/providers.md describes the mapping.
  */
-import { type ApiAdapter, reasonOfStatus, type StreamEvent, type UpstreamFailure, type UpstreamReason, type UpstreamRequest, UpstreamError } from './api.js';
-import { type AdapterOptions, EVENTS_AFTER_END, isRecord, KeyedAdapter, MESSAGE_CHARS, parseJsonObject, quote, QUOTED_BODY_CHARS, tryParseJson } from './http-api.js';
-import { parseSse } from './sse.js';
+import { type ApiAdapter, reasonOfStatus, type StreamDecoder, type StreamEvent, type UpstreamFailure, type UpstreamReason, type UpstreamRequest, UpstreamError } from './api.js';
+import { type AdapterOptions, isRecord, KeyedAdapter, SseRecordDecoder, MESSAGE_CHARS, parseJsonObject, quote, QUOTED_BODY_CHARS, tryParseJson } from './http-api.js';
+import type { SseEvent } from './sse.js';
 import type { ChatMessage, GenerateRequest } from './types.js';
 
 export interface OpenAiAdapterOptions extends AdapterOptions {
@@ -54,37 +54,8 @@ export class OpenAiAdapter extends KeyedAdapter implements ApiAdapter {
    * reason. The rest of the body is then read (a few events at most) so its
    * connection can be reused.
    */
-  async *parseStream(body: AsyncIterable<Uint8Array>): AsyncGenerator<StreamEvent, void, void> {
-    let finish: 'stop' | 'length' | undefined;
-    let usage: { promptTokens: number; completionTokens: number } | undefined;
-    let afterEnd = -1;
-    for await (const sse of parseSse(body)) {
-      if (afterEnd >= 0) {
-        if (++afterEnd > EVENTS_AFTER_END) return;
-        continue;
-      }
-      if (sse.data.trim() === '[DONE]') {
-        afterEnd = 0;
-        yield { type: 'end', finish: finish ?? 'stop', ...(usage && { usage }) };
-        continue;
-      }
-      const chunk = parseJsonObject(sse.data, 'OpenAI stream chunk');
-      // Errors inside a 200 stream: `data: {"error": {...}}`, sometimes as `event: error`.
-      if (chunk.error !== undefined && chunk.error !== null) throw streamError(chunk.error, this.apiKey());
-      if (sse.event === 'error') throw streamError(chunk, this.apiKey());
-      const choices = chunk.choices;
-      if (!Array.isArray(choices)) throw new UpstreamError('bad_response', `OpenAI stream chunk has no choices array: ${quote(sse.data, 100)}`);
-      const choice: unknown = choices[0];
-      if (isRecord(choice)) {
-        const delta = choice.delta;
-        if (isRecord(delta) && typeof delta.content === 'string' && delta.content !== '') yield { type: 'text', text: delta.content };
-        const reason = choice.finish_reason;
-        // "length" is the only cut; "stop", "content_filter", "tool_calls" and the rest end the reply.
-        if (typeof reason === 'string' && reason !== '') finish = reason === 'length' ? 'length' : 'stop';
-      }
-      usage = readUsage(chunk.usage) ?? usage;
-    }
-    if (afterEnd < 0) throw new UpstreamError('bad_response', 'OpenAI stream ended before [DONE]');
+  decoder(): StreamDecoder {
+    return new OpenAiDecoder(this.apiKey());
   }
 
   /**
@@ -156,4 +127,40 @@ function describeError(parsed: unknown, text: string, secret: string | undefined
     if (typeof parsed.detail === 'string') return quote(parsed.detail, MESSAGE_CHARS, secret);
   }
   return quote(text, QUOTED_BODY_CHARS, secret) || 'no error message';
+}
+
+class OpenAiDecoder extends SseRecordDecoder {
+  #finish: 'stop' | 'length' | undefined;
+  #usage: { promptTokens: number; completionTokens: number } | undefined;
+
+  constructor(private readonly key: string | undefined) {
+    super();
+  }
+
+  protected record(sse: SseEvent, out: StreamEvent[]): boolean {
+    if (sse.data.trim() === '[DONE]') {
+      out.push({ type: 'end', finish: this.#finish ?? 'stop', ...(this.#usage && { usage: this.#usage }) });
+      return true;
+    }
+    const chunk = parseJsonObject(sse.data, 'OpenAI stream chunk');
+    // Errors inside a 200 stream: `data: {"error": {...}}`, sometimes as `event: error`.
+    if (chunk.error !== undefined && chunk.error !== null) throw streamError(chunk.error, this.key);
+    if (sse.event === 'error') throw streamError(chunk, this.key);
+    const choices = chunk.choices;
+    if (!Array.isArray(choices)) throw new UpstreamError('bad_response', `OpenAI stream chunk has no choices array: ${quote(sse.data, 100)}`);
+    const choice: unknown = choices[0];
+    if (isRecord(choice)) {
+      const delta = choice.delta;
+      if (isRecord(delta) && typeof delta.content === 'string' && delta.content !== '') out.push({ type: 'text', text: delta.content });
+      const reason = choice.finish_reason;
+      // "length" is the only cut; "stop", "content_filter", "tool_calls" and the rest end the reply.
+      if (typeof reason === 'string' && reason !== '') this.#finish = reason === 'length' ? 'length' : 'stop';
+    }
+    this.#usage = readUsage(chunk.usage) ?? this.#usage;
+    return false;
+  }
+
+  protected missingEnd(): UpstreamError {
+    return new UpstreamError('bad_response', 'OpenAI stream ended before [DONE]');
+  }
 }

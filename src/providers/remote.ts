@@ -14,10 +14,10 @@
  *   slot freed at once;
  * - every failure becomes an UpstreamError with its reason and code.
  */
-import { type ApiAdapter, reasonOfStatus, UpstreamError, type UpstreamReason } from './api.js';
+import { type ApiAdapter, reasonOfStatus, type StreamEvent, UpstreamError, type UpstreamReason } from './api.js';
 import { pause } from './pace.js';
 import type { GenerateRequest, GenerateResult, ModelProvider, ProviderHealth } from './types.js';
-import { readErrorBody, type Slot, type Upstream } from './upstream.js';
+import type { Slot, StreamedResponse, Upstream } from './upstream.js';
 
 export interface RemoteLimits {
   /** No first token within this time (from the start of the turn) → ERR_UPSTREAM_TIMEOUT. */
@@ -49,8 +49,8 @@ export interface UpstreamObserver {
   retry(upstream: string, reason: UpstreamReason, delayMs: number): void;
 }
 
-/** Bytes read after an API's end marker so the connection can be reused. */
-const DRAIN_AFTER_END = 64 * 1024;
+/** Bytes of an error answer read to explain it. */
+const MAX_ERROR_BODY = 16 * 1024;
 
 export class RemoteProvider implements ModelProvider {
   readonly name: string;
@@ -103,17 +103,16 @@ export class RemoteProvider implements ModelProvider {
         Math.max(0, deadline - Date.now()),
       );
       let slot: Slot | undefined;
-      let body: { destroy(): unknown } | undefined;
+      let res: StreamedResponse | undefined;
       let yielded = false;
       let outcome: AttemptOutcome = 'ok';
       try {
         signal.throwIfAborted();
         slot = await this.upstream.acquire(controller.signal);
-        const res = await this.upstream.send(this.adapter.chatRequest(request), controller.signal);
-        body = res.body;
+        res = await this.upstream.stream(this.adapter.chatRequest(request), controller.signal);
         this.upstream.recordSuccess();
         if (res.statusCode < 200 || res.statusCode >= 300) {
-          const text = await readErrorBody(res.body);
+          const text = await res.text(MAX_ERROR_BODY);
           const failure = this.adapter.failure(res.statusCode, text);
           throw new UpstreamError(failure.reason ?? reasonOfStatus(res.statusCode), `${name} answered ${res.statusCode}: ${failure.message}`, {
             status: res.statusCode,
@@ -124,24 +123,44 @@ export class RemoteProvider implements ModelProvider {
         if (/^text\/html\b/i.test(type)) {
           throw new UpstreamError('bad_response', `${name} answered with an HTML page (${type}), not its API's stream: check the base URL`, { status: res.statusCode });
         }
+        // Each batch of chunks that arrived together is decoded at once and
+        // its text handed on as one piece: no promise per chunk or event.
+        const decoder = this.adapter.decoder();
+        const events: StreamEvent[] = [];
         let result: GenerateResult | undefined;
-        for await (const event of this.adapter.parseStream(res.body)) {
-          if (event.type === 'text') {
-            if (event.text === '') continue;
+        for (;;) {
+          const chunks = res.take();
+          if (chunks === undefined) {
+            await res.wait();
+            continue;
+          }
+          let failure: unknown;
+          try {
+            if (chunks === null) decoder.end(events);
+            else for (const chunk of chunks) decoder.push(chunk, events);
+          } catch (err) {
+            failure = err;
+          }
+          let text = '';
+          for (const event of events) {
+            if (event.type === 'text') text += event.text;
+            else result = { finish: event.finish, usage: event.usage };
+          }
+          events.length = 0;
+          if (text !== '') {
             if (firstTimer) {
               clearTimeout(firstTimer);
               firstTimer = undefined;
             }
             yielded = true;
-            yield event.text;
-          } else {
-            result = { finish: event.finish, usage: event.usage };
+            yield text;
           }
+          if (failure !== undefined) throw failure;
+          // The body is read to its end (usually nothing follows the end
+          // marker) so the connection goes back to the pool.
+          if (chunks === null || decoder.overrun) break;
         }
         if (!result) throw new UpstreamError('bad_response', `${name}: the stream ended without its end marker`);
-        // The rest of the body (usually nothing) is read so the connection goes back to the pool.
-        await res.body.dump({ limit: DRAIN_AFTER_END }).catch(() => undefined);
-        body = undefined;
         // undici marks the connection free a tick after the body ended; the
         // turn ends after that, so the session's next turn reuses this
         // connection instead of opening another.
@@ -165,7 +184,7 @@ export class RemoteProvider implements ModelProvider {
         clearTimeout(totalTimer);
         signal.removeEventListener('abort', onAbort);
         // A body not read to its end (abort, failure, consumer gone) closes its connection: the upstream stops generating.
-        body?.destroy();
+        res?.close();
         slot?.release();
         this.observer?.attempt(name, outcome, (performance.now() - attemptStarted) / 1000);
       }

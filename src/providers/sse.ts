@@ -38,55 +38,96 @@ const LF = 0x0a;
 const CR = 0x0d;
 
 /**
- * Yields the events of an event stream as its chunks arrive. Throws
- * UpstreamError('bad_response') when a line or an event is longer than the
- * bound. An event not closed by a blank line when the body ends is dropped,
- * as the spec says: callers detect a cut stream by their API's end marker.
+ * Decodes an event stream chunk by chunk, synchronously: `push` appends the
+ * events each chunk completes. Throws UpstreamError('bad_response') when a
+ * line or an event is longer than the bound; the events completed before
+ * the bad line are in `out` by then. An event not closed by a blank line
+ * when the body ends is dropped, as the spec says: callers detect a cut
+ * stream by their API's end marker.
  */
-export async function* parseSse(body: AsyncIterable<Uint8Array>, options: SseOptions = {}): AsyncGenerator<SseEvent, void, void> {
-  const limit = options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
-  // Non-fatal decoding: invalid bytes become U+FFFD, as the spec's UTF-8
-  // decode does; a leading BOM is dropped. Stream mode keeps a character
-  // whose bytes straddle two chunks whole.
-  const decoder = new TextDecoder('utf-8');
-  const block = new EventBlock(limit);
-  /** Text of the line not ended yet. */
-  let partial = '';
-  /** The previous text ended with CR: a LF starting the next one is part of the same line end. */
-  let afterCr = false;
-  // One per call: a shared global regex's lastIndex would be clobbered by
-  // other streams parsed while this generator waits at a yield.
-  const lineEnd = /[\r\n]/g;
+export class SseDecoder {
+  readonly #limit: number;
+  readonly #block: EventBlock;
+  /** Bytes of the line not ended yet. Line ends are ASCII, so splitting bytes never cuts a character. */
+  #rest: Buffer | undefined;
+  /** The previous chunk ended with CR: a LF starting the next one is part of the same line end. */
+  #afterCr = false;
+  /** Still at the start of the stream, where a byte order mark is dropped. */
+  #first = true;
 
-  for await (const chunk of body) {
-    const text = decoder.decode(chunk, { stream: true });
-    if (text.length === 0) continue;
+  constructor(options: SseOptions = {}) {
+    this.#limit = options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
+    this.#block = new EventBlock(this.#limit);
+  }
+
+  push(chunk: Uint8Array, out: SseEvent[]): void {
+    let buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (buf.length === 0) return;
+    if (this.#rest) {
+      buf = Buffer.concat([this.#rest, buf]);
+      this.#rest = undefined;
+    }
     let pos = 0;
-    if (afterCr) {
-      afterCr = false;
-      if (text.charCodeAt(0) === LF) pos = 1;
+    if (this.#afterCr) {
+      this.#afterCr = false;
+      if (buf[0] === LF) pos = 1;
     }
-    lineEnd.lastIndex = pos;
-    for (let m = lineEnd.exec(text); m !== null; m = lineEnd.exec(text)) {
-      const end = m.index;
-      const line = partial + text.slice(pos, end);
-      partial = '';
-      const event = block.line(line);
+    // Most streams end lines with LF only: search for it natively, and scan
+    // byte by byte only in a chunk that holds a CR.
+    const hasCr = buf.indexOf(CR, pos) !== -1;
+    for (;;) {
+      const end = hasCr ? lineEnd(buf, pos) : buf.indexOf(LF, pos);
+      if (end === -1) break;
+      // Invalid UTF-8 becomes U+FFFD, as the spec's decoding does.
+      const line = this.#text(buf, pos, end);
       pos = end + 1;
-      if (text.charCodeAt(end) === CR) {
-        if (pos === text.length) afterCr = true;
-        else if (text.charCodeAt(pos) === LF) pos++;
+      if (buf[end] === CR) {
+        if (pos === buf.length) this.#afterCr = true;
+        else if (buf[pos] === LF) pos++;
       }
-      lineEnd.lastIndex = pos;
-      if (event) yield event;
+      const event = this.#block.line(line);
+      if (event) out.push(event);
     }
-    if (pos < text.length) {
-      partial += text.slice(pos);
-      // Code units never outnumber UTF-8 bytes, so this only fires on a line
-      // that is over the bound in bytes too; it keeps an unended line from
-      // growing without limit (the exact byte check runs when it ends).
-      if (partial.length > limit) throw new UpstreamError('bad_response', `event stream line longer than ${limit} bytes`);
+    if (pos < buf.length) {
+      if (buf.length - pos > this.#limit) throw new UpstreamError('bad_response', `event stream line longer than ${this.#limit} bytes`);
+      // A copy: the chunk's memory may be reused by the reader.
+      this.#rest = Buffer.from(buf.subarray(pos));
     }
+  }
+
+  #text(buf: Buffer, start: number, end: number): string {
+    let text = buf.toString('utf8', start, end);
+    if (this.#first) {
+      this.#first = false;
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    }
+    return text;
+  }
+}
+
+/** Index of the next CR or LF at or after `from`; -1 when there is none. */
+function lineEnd(buf: Buffer, from: number): number {
+  for (let i = from; i < buf.length; i++) {
+    const b = buf[i];
+    if (b === LF || b === CR) return i;
+  }
+  return -1;
+}
+
+/** Yields the events of an event stream as its chunks arrive (see SseDecoder). */
+export async function* parseSse(body: AsyncIterable<Uint8Array>, options: SseOptions = {}): AsyncGenerator<SseEvent, void, void> {
+  const decoder = new SseDecoder(options);
+  const out: SseEvent[] = [];
+  for await (const chunk of body) {
+    let failure: unknown;
+    try {
+      decoder.push(chunk, out);
+    } catch (err) {
+      failure = err;
+    }
+    for (const event of out) yield event;
+    out.length = 0;
+    if (failure !== undefined) throw failure;
   }
 }
 

@@ -9,6 +9,7 @@
  * ever-growing queue of turns. Here a turn waits at most `acquireTimeoutMs`
  * for one of `connections` slots, and the wait is visible (`waiting`).
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import { type Dispatcher, Pool } from 'undici';
 import type { ApiAdapter, UpstreamRequest } from './api.js';
 import { UpstreamError } from './api.js';
@@ -198,6 +199,26 @@ export class Upstream {
     }
   }
 
+  /**
+   * Sends a streamed request holding a slot; resolves once the response
+   * headers arrived, with the body to be taken chunk by chunk (see
+   * StreamedResponse). Network failures become UpstreamError('unavailable');
+   * an abort rejects with the signal's reason.
+   */
+  async stream(req: UpstreamRequest, signal: AbortSignal): Promise<StreamedResponse> {
+    const response = new StreamedResponse(signal);
+    this.pool.dispatch({ method: req.method, path: this.basePath + req.path, headers: req.headers, body: req.body }, response);
+    try {
+      await response.started;
+      return response;
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      const e = networkError(this.name, err);
+      this.recordFailure(e.message);
+      throw e;
+    }
+  }
+
   /** A request that reached the upstream and got an answer (any status). */
   recordSuccess(): void {
     this.lastSuccess = Date.now();
@@ -270,24 +291,6 @@ export class Upstream {
   }
 }
 
-/** Reads at most MAX_ERROR_BODY bytes of an error answer as text. */
-export async function readErrorBody(body: Dispatcher.ResponseData['body']): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size >= MAX_ERROR_BODY) break;
-    }
-  } catch {
-    // A cut error body still explains something with what arrived.
-  } finally {
-    body.destroy();
-  }
-  return Buffer.concat(chunks).subarray(0, MAX_ERROR_BODY).toString('utf8');
-}
-
 /** undici and socket errors by code; all are "the upstream cannot be reached". */
 function networkError(name: string, err: unknown): UpstreamError {
   const e = err as { code?: string; message?: string };
@@ -299,4 +302,135 @@ function networkError(name: string, err: unknown): UpstreamError {
     : code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'host not found'
     : (e.message ?? String(err));
   return new UpstreamError('unavailable', `${name}: ${what}`, { cause: err });
+}
+
+/** Bytes a response may hold for a slow reader before the upstream socket is paused. */
+const RESPONSE_HIGH_WATER = 256 * 1024;
+
+/**
+ * A response whose body is handed over in batches of chunks, as they came,
+ * with no stream object in between: the reader takes everything that
+ * arrived since its last take, and waits only when nothing did. This keeps a
+ * token's way from the socket to the client to a few calls (an undici
+ * Readable and its async iterator cost several promises per chunk).
+ */
+export class StreamedResponse implements Dispatcher.DispatchHandler {
+  statusCode = 0;
+  headers: IncomingHttpHeaders = {};
+  /** Settles when the headers arrived (or the request failed before). */
+  readonly started: Promise<void>;
+  #start!: { resolve: () => void; reject: (err: unknown) => void };
+  #controller: Dispatcher.DispatchController | undefined;
+  #chunks: Buffer[] = [];
+  #queued = 0;
+  #ended = false;
+  #failure: unknown;
+  #wake: (() => void) | undefined;
+  readonly #onAbort: () => void;
+
+  constructor(private readonly signal: AbortSignal) {
+    this.started = new Promise<void>((resolve, reject) => (this.#start = { resolve, reject }));
+    // A rejection nobody awaits yet (the request failed before headers) is handled where `started` is awaited.
+    this.started.catch(() => undefined);
+    this.#onAbort = () => this.#controller?.abort(signal.reason as Error);
+    signal.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.signal.aborted) controller.abort(this.signal.reason as Error);
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    this.statusCode = statusCode;
+    this.headers = headers;
+    this.#start.resolve();
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#chunks.push(chunk);
+    this.#queued += chunk.length;
+    if (this.#queued > RESPONSE_HIGH_WATER) controller.pause();
+    this.#notify();
+  }
+
+  onResponseEnd(): void {
+    this.#ended = true;
+    this.#finish();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.#failure = err;
+    this.#start.reject(err);
+    this.#finish();
+  }
+
+  #finish(): void {
+    this.signal.removeEventListener('abort', this.#onAbort);
+    this.#notify();
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  /**
+   * The chunks that arrived since the last take; undefined when none did
+   * yet (wait, then take again); null once the body ended. Throws the
+   * failure that ended it otherwise (a reset, an abort).
+   */
+  take(): Buffer[] | null | undefined {
+    if (this.#chunks.length > 0) {
+      const chunks = this.#chunks;
+      this.#chunks = [];
+      this.#queued = 0;
+      if (this.#controller?.paused) this.#controller.resume();
+      return chunks;
+    }
+    if (this.#failure !== undefined) throw this.#failure;
+    return this.#ended ? null : undefined;
+  }
+
+  /** Resolves when there is something new to take. */
+  wait(): Promise<void> {
+    if (this.#chunks.length > 0 || this.#ended || this.#failure !== undefined) return Promise.resolve();
+    return new Promise<void>((resolve) => (this.#wake = resolve));
+  }
+
+  /** Reads at most `limit` bytes of the body as text (an error answer), then stops it. */
+  async text(limit: number): Promise<string> {
+    const parts: Buffer[] = [];
+    let size = 0;
+    try {
+      for (;;) {
+        const chunks = this.take();
+        if (chunks === null) break;
+        if (chunks === undefined) {
+          await this.wait();
+          continue;
+        }
+        for (const c of chunks) {
+          parts.push(c);
+          size += c.length;
+        }
+        if (size >= limit) break;
+      }
+    } catch {
+      // A cut error body still explains something with what arrived.
+    } finally {
+      this.close();
+    }
+    return Buffer.concat(parts).subarray(0, limit).toString('utf8');
+  }
+
+  /** Stops the body: a request not ended yet is aborted (its connection closes, the upstream stops generating). */
+  close(): void {
+    if (this.#ended || this.#failure !== undefined) return;
+    const reason = new Error('response closed by npcd');
+    this.#failure = reason;
+    this.#controller?.abort(reason);
+    this.#finish();
+  }
 }

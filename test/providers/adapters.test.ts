@@ -4,7 +4,7 @@ import { Pool } from 'undici';
 import { CharacterRegistry } from '../../src/characters/registry.js';
 import { type ApiAdapter, type StreamEvent, type UpstreamRequest, UpstreamError } from '../../src/providers/api.js';
 import { codeReason, DashScopeAdapter } from '../../src/providers/dashscope.js';
-import { EVENTS_AFTER_END, quote } from '../../src/providers/http-api.js';
+import { decodeStream, EVENTS_AFTER_END, quote } from '../../src/providers/http-api.js';
 import { parseNdjson } from '../../src/providers/ndjson.js';
 import { keepAliveValue, OllamaAdapter } from '../../src/providers/ollama.js';
 import { openAiName, OpenAiAdapter, streamErrorReason } from '../../src/providers/openai.js';
@@ -83,7 +83,7 @@ function bodyOf(r: UpstreamRequest): Record<string, any> {
 
 /** Texts joined, and the end event. */
 async function run(adapter: ApiAdapter, body: AsyncIterable<Uint8Array>): Promise<{ text: string; pieces: string[]; end: StreamEvent | undefined; events: StreamEvent[] }> {
-  const events = await collect(adapter.parseStream(body));
+  const events = await collect(decodeStream(adapter.decoder(), body));
   const pieces = events.flatMap((e) => (e.type === 'text' ? [e.text] : []));
   return { text: pieces.join(''), pieces, end: events.find((e) => e.type === 'end'), events };
 }
@@ -604,7 +604,7 @@ async function through(fake: FakeUpstream, adapter: ApiAdapter, behaviour?: Beha
   const pieces: string[] = [];
   let end: StreamEvent | undefined;
   try {
-    for await (const e of adapter.parseStream(res.body as unknown as AsyncIterable<Uint8Array>)) {
+    for await (const e of decodeStream(adapter.decoder(), res.body as unknown as AsyncIterable<Uint8Array>)) {
       if (e.type === 'text') pieces.push(e.text);
       else end = e;
     }
