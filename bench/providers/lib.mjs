@@ -1,0 +1,149 @@
+// Shared helpers of the streaming relay benchmark (bench/providers/).
+import { readFileSync, readdirSync } from 'node:fs';
+import net from 'node:net';
+
+const WORDS = [
+  'the', 'old', 'lantern', 'swings', 'over', 'a', 'quiet', 'river', 'while', 'ferrymen',
+  'count', 'copper', 'coins', 'and', 'talk', 'of', 'rain', 'café', 'bells', 'ring',
+  'far', 'away', 'beyond', 'misty', 'hills', 'where', 'travellers', 'rest', 'before', 'dawn',
+];
+
+/** The reply text of the mock upstream, one entry per token: "the", " old", " lantern", ... */
+export function replyTokens(n) {
+  const out = new Array(n);
+  for (let k = 0; k < n; k++) out[k] = (k === 0 ? '' : ' ') + WORDS[k % WORDS.length];
+  return out;
+}
+
+export function isLoopback(host) {
+  const h = host.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function portOpen(port, host = '127.0.0.1') {
+  return new Promise((resolve) => {
+    const s = net.connect(port, host);
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** Percentile (nearest rank) of an ascending-sorted array. */
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i];
+}
+
+/** A growable Float64Array of samples. */
+export class Samples {
+  constructor(capacity = 4096) {
+    this.a = new Float64Array(capacity);
+    this.n = 0;
+  }
+
+  push(v) {
+    if (this.n === this.a.length) {
+      const b = new Float64Array(this.a.length * 2);
+      b.set(this.a);
+      this.a = b;
+    }
+    this.a[this.n++] = v;
+  }
+
+  summary(digits = 3) {
+    const s = this.a.subarray(0, this.n).slice().sort();
+    const r = (v) => (v === null ? null : Number(v.toFixed(digits)));
+    let sum = 0;
+    for (let i = 0; i < s.length; i++) sum += s[i];
+    return {
+      count: s.length,
+      mean: s.length ? r(sum / s.length) : null,
+      p50: r(percentile(s, 50)),
+      p90: r(percentile(s, 90)),
+      p99: r(percentile(s, 99)),
+      max: s.length ? r(s[s.length - 1]) : null,
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------
+// /proc readers (Linux)
+
+function readStat(pid) {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const close = s.lastIndexOf(')');
+    const rest = s.slice(close + 2).split(' ');
+    return { pid, comm: s.slice(s.indexOf('(') + 1, close), ppid: Number(rest[1]), utime: Number(rest[11]), stime: Number(rest[12]), ticks: Number(rest[11]) + Number(rest[12]) };
+  } catch { return null; }
+}
+
+/** pid and all of its descendants (by ppid), pid first. */
+export function processTree(pid) {
+  const children = new Map();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const st = readStat(Number(name));
+    if (!st) continue;
+    if (!children.has(st.ppid)) children.set(st.ppid, []);
+    children.get(st.ppid).push(st.pid);
+  }
+  const out = [];
+  const stack = [pid];
+  while (stack.length) {
+    const p = stack.pop();
+    out.push(p);
+    for (const c of children.get(p) || []) stack.push(c);
+  }
+  return out;
+}
+
+export function cmdline(pid) {
+  try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' '); } catch { return ''; }
+}
+
+/** CPU ticks (all threads) of each process in the list: { pid: { utime, stime } }; exited ones are skipped. */
+export function cpuTicks(pids) {
+  const out = {};
+  for (const p of pids) {
+    const st = readStat(p);
+    if (st) out[p] = { utime: st.utime, stime: st.stime };
+  }
+  return out;
+}
+
+export function rssKb(pid) {
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch { return null; }
+}
+
+export { clockTicks } from '../lib/proc.mjs';
+
+/** Contents of /proc/loadavg (first three fields). */
+export function loadAvg() {
+  try { return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number); } catch { return null; }
+}
+
+/** Busy and total CPU ticks of the whole machine (all cores), from /proc/stat. */
+export function machineTicks() {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    return { busy: total - f[3] - f[4], total };
+  } catch { return null; }
+}
