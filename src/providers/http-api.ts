@@ -4,6 +4,7 @@
  * bodies and turning upstream text into a short, single-line message.
  */
 import { type StreamDecoder, type StreamEvent, UpstreamError } from './api.js';
+import { decodeChunks } from './chunks.js';
 import { NdjsonDecoder } from './ndjson.js';
 import { SseDecoder, type SseEvent } from './sse.js';
 
@@ -195,22 +196,11 @@ export abstract class NdjsonRecordDecoder extends RecordDecoder<unknown> {
  * Yields the events of a streamed body through a decoder; returns after the
  * body (or gives it up once the decoder is overrun).
  */
-export async function* decodeStream(decoder: StreamDecoder, body: AsyncIterable<Uint8Array>): AsyncGenerator<StreamEvent, void, void> {
-  const out: StreamEvent[] = [];
-  const step = function* (run: () => void) {
-    let failure: unknown;
-    try {
-      run();
-    } catch (err) {
-      failure = err;
-    }
-    yield* out;
-    out.length = 0;
-    if (failure !== undefined) throw failure;
-  };
-  for await (const chunk of body) {
-    yield* step(() => decoder.push(chunk, out));
-    if (decoder.overrun) return;
-  }
-  yield* step(() => decoder.end(out));
+export function decodeStream(decoder: StreamDecoder, body: AsyncIterable<Uint8Array>): AsyncGenerator<StreamEvent, void, void> {
+  return decodeChunks<StreamEvent>(
+    body,
+    (chunk, out) => decoder.push(chunk, out),
+    (out) => decoder.end(out),
+    () => decoder.overrun,
+  );
 }

@@ -3,6 +3,7 @@
  * Ollama adapter's stream).
  */
 import { UpstreamError } from './api.js';
+import { decodeChunks } from './chunks.js';
 import { quote, QUOTED_CHARS } from './http-api.js';
 
 /** Default bound on one line, in UTF-8 bytes. */
@@ -71,30 +72,13 @@ export class NdjsonDecoder {
 }
 
 /** Yields the JSON value of each line as the chunks arrive (see NdjsonDecoder). */
-export async function* parseNdjson(body: AsyncIterable<Uint8Array>, options: NdjsonOptions = {}): AsyncGenerator<unknown, void, void> {
+export function parseNdjson(body: AsyncIterable<Uint8Array>, options: NdjsonOptions = {}): AsyncGenerator<unknown, void, void> {
   const decoder = new NdjsonDecoder(options);
-  const out: unknown[] = [];
-  const drain = function* (failure: unknown) {
-    yield* out;
-    out.length = 0;
-    if (failure !== undefined) throw failure;
-  };
-  for await (const chunk of body) {
-    let failure: unknown;
-    try {
-      decoder.push(chunk, out);
-    } catch (err) {
-      failure = err;
-    }
-    yield* drain(failure);
-  }
-  let failure: unknown;
-  try {
-    decoder.end(out);
-  } catch (err) {
-    failure = err;
-  }
-  yield* drain(failure);
+  return decodeChunks<unknown>(
+    body,
+    (chunk, out) => decoder.push(chunk, out),
+    (out) => decoder.end(out),
+  );
 }
 
 function isBlank(line: string): boolean {

@@ -11,6 +11,7 @@
  * buffer without limit.
  */
 import { UpstreamError } from './api.js';
+import { decodeChunks } from './chunks.js';
 
 /** Default bound on one line and on one event (its lines, without line ends), in UTF-8 bytes. */
 export const DEFAULT_MAX_EVENT_BYTES = 1024 * 1024;
@@ -115,20 +116,9 @@ function lineEnd(buf: Buffer, from: number): number {
 }
 
 /** Yields the events of an event stream as its chunks arrive (see SseDecoder). */
-export async function* parseSse(body: AsyncIterable<Uint8Array>, options: SseOptions = {}): AsyncGenerator<SseEvent, void, void> {
+export function parseSse(body: AsyncIterable<Uint8Array>, options: SseOptions = {}): AsyncGenerator<SseEvent, void, void> {
   const decoder = new SseDecoder(options);
-  const out: SseEvent[] = [];
-  for await (const chunk of body) {
-    let failure: unknown;
-    try {
-      decoder.push(chunk, out);
-    } catch (err) {
-      failure = err;
-    }
-    for (const event of out) yield event;
-    out.length = 0;
-    if (failure !== undefined) throw failure;
-  }
+  return decodeChunks<SseEvent>(body, (chunk, out) => decoder.push(chunk, out));
 }
 
 /** The fields of the event being read, between two blank lines. */

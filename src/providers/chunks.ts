@@ -1,0 +1,30 @@
+/**
+ * Runs a synchronous chunk decoder over a streamed body as an async
+ * generator: each chunk's results are yielded in order, and a decoder that
+ * throws has the results it completed before the bad input yielded first.
+ */
+export async function* decodeChunks<T>(
+  body: AsyncIterable<Uint8Array>,
+  push: (chunk: Uint8Array, out: T[]) => void,
+  end?: (out: T[]) => void,
+  /** Checked after each chunk: true stops reading (the body is given up). */
+  stop?: () => boolean,
+): AsyncGenerator<T, void, void> {
+  const out: T[] = [];
+  function* step(run: () => void): Generator<T, void, void> {
+    let failure: unknown;
+    try {
+      run();
+    } catch (err) {
+      failure = err;
+    }
+    yield* out;
+    out.length = 0;
+    if (failure !== undefined) throw failure;
+  }
+  for await (const chunk of body) {
+    yield* step(() => push(chunk, out));
+    if (stop?.()) return;
+  }
+  if (end) yield* step(() => end(out));
+}
