@@ -49,6 +49,7 @@ export interface UpstreamObserver {
   retry(upstream: string, reason: UpstreamReason, delayMs: number): void;
 }
 
+
 /** Bytes of an error answer read to explain it. */
 const MAX_ERROR_BODY = 16 * 1024;
 

@@ -41,8 +41,8 @@ export const DEFAULT_UPSTREAM_OPTIONS: UpstreamOptions = {
   unhealthyAfter: 2,
 };
 
-/** Bytes of an error body read to explain a failure. */
-const MAX_ERROR_BODY = 16 * 1024;
+/** Bytes of a health check's answer read (a model list); a longer one closes its connection. */
+const MAX_HEALTH_BODY = 1024 * 1024;
 
 export interface UpstreamStats {
   /** Connections carrying a request. */
@@ -177,29 +177,6 @@ export class Upstream {
   }
 
   /**
-   * Sends a request holding `slot`; resolves with the response once headers
-   * arrived. Network failures become UpstreamError('unavailable'); an abort
-   * rejects with the signal's reason.
-   */
-  async send(req: UpstreamRequest, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
-    try {
-      const res = await this.pool.request({
-        method: req.method,
-        path: this.basePath + req.path,
-        headers: req.headers,
-        body: req.body,
-        signal,
-      });
-      return res;
-    } catch (err) {
-      if (signal.aborted) throw signal.reason;
-      const e = networkError(this.name, err);
-      this.recordFailure(e.message);
-      throw e;
-    }
-  }
-
-  /**
    * Sends a streamed request holding a slot; resolves once the response
    * headers arrived, with the body to be taken chunk by chunk (see
    * StreamedResponse). Network failures become UpstreamError('unavailable');
@@ -262,8 +239,9 @@ export class Upstream {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new UpstreamError('timeout', 'health check timed out')), Math.max(this.options.connectTimeoutMs, 1000));
     try {
-      const res = await this.send(this.adapter.healthRequest(), controller.signal);
-      await res.body.dump({ limit: MAX_ERROR_BODY });
+      const res = await this.stream(this.adapter.healthRequest(), controller.signal);
+      // Read to its end (bounded), so the connection stays in the pool for turns.
+      await res.text(MAX_HEALTH_BODY);
       if (res.statusCode >= 200 && res.statusCode < 300) {
         this.recordSuccess();
         return true;
@@ -271,7 +249,7 @@ export class Upstream {
       this.recordFailure(`health check answered ${res.statusCode}`);
       return false;
     } catch (err) {
-      // send() already counted network failures.
+      // stream() already counted network failures.
       if (controller.signal.aborted) this.recordFailure(`health check timed out`);
       else if (!(err instanceof UpstreamError)) this.recordFailure((err as Error).message);
       return false;
