@@ -167,6 +167,7 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
     metrics,
     logger,
     providerName: provider.name,
+    providerHealth: () => provider.health?.() ?? [],
     maxBodyBytes: config.maxBodyBytes,
     maxCompletionBodyBytes: config.maxCompletionBodyBytes,
     maxMessageChars: config.maxMessageChars,

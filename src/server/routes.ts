@@ -9,6 +9,7 @@ import type { Character, CharacterIssue } from '../characters/types.js';
 import { isErrorCode, NpcdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { ProviderHealth } from '../providers/types.js';
 import { decodeJson } from '../protocol/codec.js';
 import type { StreamFrame } from '../protocol/types.js';
 import {
@@ -36,6 +37,8 @@ export interface RouteDeps {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly providerName: string;
+  /** Health of the provider's upstreams (empty for script/mock), shown by /readyz. */
+  readonly providerHealth: () => readonly ProviderHealth[];
   readonly maxBodyBytes: number;
   /** Body limit of POST /v1/chat/completions, whose clients send the whole conversation. */
   readonly maxCompletionBodyBytes: number;
@@ -100,7 +103,15 @@ export function registerRoutes(app: TemplatedApp, deps: RouteDeps): void {
   add('get', '/healthz', (x) => x.json(200, { status: 'ok' }), false);
   add('get', '/readyz', (x) => {
     const { ready, reason } = deps.isReady();
-    x.json(ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready', reason, characters: deps.registry.size, provider: deps.providerName, sessions: deps.engine.sessionCount });
+    const upstreams = deps.providerHealth();
+    x.json(ready ? 200 : 503, {
+      status: ready ? 'ready' : 'not_ready',
+      reason,
+      characters: deps.registry.size,
+      provider: deps.providerName,
+      ...(upstreams.length > 0 && { upstreams }),
+      sessions: deps.engine.sessionCount,
+    });
   }, false);
   add('get', '/metrics', async (x) => {
     const body = await deps.metrics.registry.metrics();

@@ -7,6 +7,7 @@
 import OpenAI from 'openai';
 import t, { type Test } from 'tap';
 import type { ServeConfig } from '../../src/config/serve.js';
+import { createLogger } from '../../src/log.js';
 import { DEFAULT_TOKENS, type FakeUpstream, startFakeOpenAi } from '../helpers/fake-upstreams.js';
 import { getJson, postJson, testServer } from '../helpers/server.js';
 import { TestClient } from '../helpers/ws-client.js';
@@ -100,6 +101,7 @@ t.test('pool metrics and readiness follow the upstream', async (t) => {
   }
   t.equal(ready.status, 503);
   t.equal(ready.body.reason, 'upstreams_unhealthy');
+  t.match(ready.body.upstreams, [{ name: 'openai:fake-model', healthy: false, reason: /health check answered 503/ }]);
   metrics = (await getJson(`${srv.http}/metrics`)).body as string;
   t.match(metrics, /npcd_upstream_healthy\{upstream="openai:fake-model"\} 0/);
   const failed = await client.chat('m2', CHARACTER, TEXT);
@@ -166,4 +168,35 @@ t.test('an OpenAI client through npcd to an OpenAI-compatible upstream: options 
   const err = await client.chat.completions.create({ model: CHARACTER, messages: [{ role: 'user', content: TEXT }] }).then(() => undefined, (e: { status?: number; code?: string }) => e);
   t.equal(err?.status, 429);
   t.equal(err?.code, 'ERR_UPSTREAM_RATE_LIMITED');
+});
+
+t.test('the API key reaches the upstream and nothing else: not logs, error frames, metrics or /readyz', async (t) => {
+  const KEY = 'sk-test-7f3a9c1e5b2d';
+  const fake = await startFakeOpenAi();
+  t.teardown(() => fake.close());
+  // Upstreams quote the key back in their own errors; npcd must not pass it on.
+  fake.script({ type: 'status', status: 401, body: { error: { message: `Incorrect API key provided: ${KEY}.`, type: 'invalid_request_error', code: 'invalid_api_key' } } });
+  const lines: string[] = [];
+  const logger = createLogger('debug', { write: (line: string) => void lines.push(line) });
+  const saved = process.env.OPENAI_API_KEY;
+  process.env.OPENAI_API_KEY = KEY;
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.OPENAI_API_KEY;
+    else process.env.OPENAI_API_KEY = saved;
+  });
+  const srv = await testServer(t, { model: `openai:fake-model?url=${fake.url}&retries=0`, upstreamHealthIntervalMs: 0 }, { logger });
+  const client = await TestClient.connect(srv.ws);
+  t.teardown(() => client.close());
+  await client.hello();
+  const failed = await client.chat('k1', CHARACTER, TEXT);
+  t.match(failed, { t: 'error', code: 'ERR_UPSTREAM_REJECTED', message: /Incorrect API key provided: \*\*\*/ });
+  t.equal(fake.chatRequests[0]!.headers.authorization, `Bearer ${KEY}`, 'the upstream got the key');
+  const seen = [
+    JSON.stringify(client.frames),
+    lines.join(''),
+    (await getJson(`${srv.http}/metrics`)).body as string,
+    JSON.stringify((await getJson(`${srv.http}/readyz`)).body),
+  ].join('\n');
+  t.ok(lines.some((l) => l.includes('turn failed')), 'the failure was logged');
+  t.notOk(seen.includes(KEY), 'the key appears nowhere else');
 });
