@@ -124,7 +124,7 @@ export function parseSse(body: AsyncIterable<Uint8Array>, options: SseOptions = 
 /** The fields of the event being read, between two blank lines. */
 class EventBlock {
   #type = '';
-  #data: string[] = [];
+  readonly #data: string[] = [];
   #comments: string[] = [];
   #retry: number | undefined;
   #bytes = 0;
@@ -172,19 +172,19 @@ class EventBlock {
 
   #dispatch(): SseEvent | undefined {
     const data = this.#data;
-    const event: SseEvent | undefined =
-      data.length === 0
-        ? undefined // no data: nothing is dispatched, the block is dropped
-        : {
-            event: this.#type === '' ? 'message' : this.#type,
-            data: data.join('\n'),
-            ...(this.#lastId !== undefined && { id: this.#lastId }),
-            ...(this.#retry !== undefined && { retry: this.#retry }),
-            ...(this.#comments.length > 0 && { comments: this.#comments }),
-          };
+    let event: SseEvent | undefined;
+    // No data: nothing is dispatched, the block is dropped.
+    if (data.length > 0) {
+      const e: { -readonly [K in keyof SseEvent]: SseEvent[K] } = { event: this.#type === '' ? 'message' : this.#type, data: data.length === 1 ? data[0]! : data.join('\n') };
+      if (this.#lastId !== undefined) e.id = this.#lastId;
+      if (this.#retry !== undefined) e.retry = this.#retry;
+      if (this.#comments.length > 0) e.comments = this.#comments;
+      event = e;
+    }
     this.#type = '';
-    this.#data = [];
-    this.#comments = [];
+    // The event holds the joined text, not the array: reuse it. Comments are handed over: start a new list.
+    data.length = 0;
+    if (this.#comments.length > 0) this.#comments = [];
     this.#retry = undefined;
     this.#bytes = 0;
     return event;

@@ -49,11 +49,18 @@ export class SseWriter {
   private schedule(): void {
     if (this.scheduled || this.blocked) return;
     this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      if (this.open) this.x.res.cork(() => this.flush());
-    });
+    setImmediate(this.flushScheduled);
   }
+
+  // Bound once: a reply schedules a flush per token.
+  private readonly flushCorked = (): void => {
+    this.flush();
+  };
+
+  private readonly flushScheduled = (): void => {
+    this.scheduled = false;
+    if (this.open) this.x.res.cork(this.flushCorked);
+  };
 
   /** Writes what is pending (call corked); ends the response when asked to and drained. */
   private flush(): boolean {
