@@ -218,3 +218,10 @@ for (const kind of KINDS) {
   });
 }
 
+
+t.test('ollama: keep_alive from the --model spec reaches the request', async (t) => {
+  const f = await fake(t, 'ollama');
+  const m = await make(t, spec('ollama', f, 'keep_alive=30m'));
+  await run(m.provider);
+  t.equal((f.chatRequests[0]!.body as { keep_alive?: unknown }).keep_alive, '30m');
+});
