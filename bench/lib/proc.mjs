@@ -11,13 +11,20 @@ export function openFileLimit() {
   } catch { return null; }
 }
 
-/** utime + stime of a process in clock ticks, or null. */
-export function readProcCpuTicks(pid) {
+/** Fields of /proc/PID/stat: comm, ppid, utime and stime (clock ticks, all threads); null when the process is gone. */
+export function readProcStat(pid) {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return Number(rest[11]) + Number(rest[12]);
+    const close = s.lastIndexOf(')');
+    const rest = s.slice(close + 2).split(' ');
+    return { pid, comm: s.slice(s.indexOf('(') + 1, close), ppid: Number(rest[1]), utime: Number(rest[11]), stime: Number(rest[12]) };
   } catch { return null; }
+}
+
+/** utime + stime of a process in clock ticks, or null. */
+export function readProcCpuTicks(pid) {
+  const st = readProcStat(pid);
+  return st ? st.utime + st.stime : null;
 }
 
 let hz = 0;

@@ -1,6 +1,7 @@
 // Shared helpers of the streaming relay benchmark (bench/providers/).
 import { readFileSync, readdirSync } from 'node:fs';
 import net from 'node:net';
+import { readProcStat } from '../lib/proc.mjs';
 
 const WORDS = [
   'the', 'old', 'lantern', 'swings', 'over', 'a', 'quiet', 'river', 'while', 'ferrymen',
@@ -82,21 +83,12 @@ export class Samples {
 // ---------------------------------------------------------------------------
 // /proc readers (Linux)
 
-function readStat(pid) {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const close = s.lastIndexOf(')');
-    const rest = s.slice(close + 2).split(' ');
-    return { pid, comm: s.slice(s.indexOf('(') + 1, close), ppid: Number(rest[1]), utime: Number(rest[11]), stime: Number(rest[12]), ticks: Number(rest[11]) + Number(rest[12]) };
-  } catch { return null; }
-}
-
 /** pid and all of its descendants (by ppid), pid first. */
 export function processTree(pid) {
   const children = new Map();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
-    const st = readStat(Number(name));
+    const st = readProcStat(Number(name));
     if (!st) continue;
     if (!children.has(st.ppid)) children.set(st.ppid, []);
     children.get(st.ppid).push(st.pid);
@@ -119,20 +111,13 @@ export function cmdline(pid) {
 export function cpuTicks(pids) {
   const out = {};
   for (const p of pids) {
-    const st = readStat(p);
+    const st = readProcStat(p);
     if (st) out[p] = { utime: st.utime, stime: st.stime };
   }
   return out;
 }
 
-export function rssKb(pid) {
-  try {
-    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : null;
-  } catch { return null; }
-}
-
-export { clockTicks } from '../lib/proc.mjs';
+export { clockTicks, readVmRssKb as rssKb } from '../lib/proc.mjs';
 
 /** Contents of /proc/loadavg (first three fields). */
 export function loadAvg() {

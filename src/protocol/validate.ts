@@ -26,7 +26,8 @@ export function asMap(value: unknown, what: string): Fields {
   return value as Fields;
 }
 
-function get(obj: Fields, name: string): unknown {
+/** A field of a decoded map: own properties only, so `__proto__` can never supply one. */
+export function ownField(obj: Fields, name: string): unknown {
   return Object.hasOwn(obj, name) ? obj[name] : undefined;
 }
 
@@ -39,7 +40,7 @@ function invalid(name: string, why: string): NpcdError {
 }
 
 export function requireString(obj: Fields, name: string, maxLength: number): string {
-  const v = get(obj, name);
+  const v = ownField(obj, name);
   if (v === undefined || v === null) throw missing(name);
   if (typeof v !== 'string') throw invalid(name, 'must be a string');
   if (v.length === 0) throw invalid(name, 'must not be empty');
@@ -48,7 +49,7 @@ export function requireString(obj: Fields, name: string, maxLength: number): str
 }
 
 export function optionalString(obj: Fields, name: string, maxLength: number): string | undefined {
-  const v = get(obj, name);
+  const v = ownField(obj, name);
   if (v === undefined || v === null) return undefined;
   return requireString(obj, name, maxLength);
 }
@@ -62,14 +63,14 @@ export function optionalSessionId(obj: Fields, name: string): string | undefined
 }
 
 export function optionalBoolean(obj: Fields, name: string): boolean | undefined {
-  const v = get(obj, name);
+  const v = ownField(obj, name);
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'boolean') throw invalid(name, 'must be true or false');
   return v;
 }
 
 function optionalCount(obj: Fields, name: string): number | undefined {
-  const v = get(obj, name);
+  const v = ownField(obj, name);
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw invalid(name, 'must be a non-negative integer');
   return v;
@@ -77,7 +78,7 @@ function optionalCount(obj: Fields, name: string): number | undefined {
 
 /** The user's chat text: a non-blank string within the configured length. */
 export function requireChatText(obj: Fields, name: string, maxChars: number): string {
-  const v = get(obj, name);
+  const v = ownField(obj, name);
   if (v === undefined || v === null) throw missing(name);
   if (typeof v !== 'string') throw invalid(name, 'must be a string');
   if (v.trim().length === 0) throw invalid(name, 'must not be blank');
@@ -96,7 +97,7 @@ export interface FrameLimits {
 /** Validates a decoded client message and returns the typed frame. */
 export function parseClientFrame(value: unknown, limits: FrameLimits): ClientFrame {
   const obj = asMap(value, 'frame');
-  const t = get(obj, 't');
+  const t = ownField(obj, 't');
   if (t === undefined) throw new NpcdError('ERR_PROTOCOL_INVALID_FRAME', 'frame has no type field "t"');
   if (typeof t !== 'string') throw new NpcdError('ERR_PROTOCOL_INVALID_FRAME', 'frame type "t" must be a string');
   if (!CLIENT_FRAME_TYPES.includes(t as ClientFrameType)) {
@@ -106,7 +107,7 @@ export function parseClientFrame(value: unknown, limits: FrameLimits): ClientFra
   }
   switch (t as ClientFrameType) {
     case 'hello': {
-      const v = get(obj, 'v');
+      const v = ownField(obj, 'v');
       if (v === undefined || v === null) throw missing('v');
       if (v !== PROTOCOL_VERSION) {
         throw new NpcdError('ERR_PROTOCOL_VERSION', `protocol version ${JSON.stringify(v)} is not supported; this server speaks ${PROTOCOL_VERSION}`);
@@ -131,7 +132,7 @@ export function parseClientFrame(value: unknown, limits: FrameLimits): ClientFra
     case 'cancel':
       return { t: 'cancel', id: requireString(obj, 'id', MAX_ID_LENGTH) };
     case 'ping': {
-      const ts = get(obj, 'ts');
+      const ts = ownField(obj, 'ts');
       if (ts === undefined || ts === null) return { t: 'ping' };
       if (typeof ts !== 'number' || !Number.isFinite(ts)) throw invalid('ts', 'must be a number');
       return { t: 'ping', ts };

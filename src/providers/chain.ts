@@ -13,9 +13,9 @@ export interface ChainObserver {
   fallback(from: string, reason: string): void;
 }
 
-function inRotation(p: ModelProvider): boolean {
-  const h = p.health?.();
-  return !h || h.length === 0 || h.some((x) => x.healthy);
+/** Whether a provider can take turns now (one without an upstream always can). */
+export function isInRotation(p: ModelProvider): boolean {
+  return p.inRotation?.() ?? true;
 }
 
 export class FallbackChain implements ModelProvider {
@@ -35,6 +35,10 @@ export class FallbackChain implements ModelProvider {
     return this.providers.flatMap((p) => p.health?.() ?? []);
   }
 
+  inRotation(): boolean {
+    return this.providers.some(isInRotation);
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.providers.map((p) => p.close?.()));
   }
@@ -42,7 +46,7 @@ export class FallbackChain implements ModelProvider {
   async *generate(request: GenerateRequest, signal: AbortSignal): AsyncGenerator<string, GenerateResult, void> {
     let last: unknown;
     // Out-of-rotation providers are skipped while another is in; when none is, each is still tried in order.
-    const healthy = this.providers.filter(inRotation);
+    const healthy = this.providers.filter(isInRotation);
     const order = healthy.length > 0 ? healthy : this.providers;
     for (const [i, provider] of order.entries()) {
       const stream = provider.generate(request, signal);

@@ -14,6 +14,7 @@ import { NpcdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { UpstreamError } from './api.js';
 import type { ChatMessage, GenerateRequest, GenerateResult, ModelProvider, ProviderHealth } from './types.js';
+import { WaitLine } from './wait-line.js';
 
 type NodeLlamaCpp = typeof import('node-llama-cpp');
 
@@ -41,12 +42,6 @@ interface Slot {
   lastUsed: number;
 }
 
-interface Waiter {
-  readonly prompt: readonly Token[];
-  resolve(slot: Slot): void;
-  reject(err: unknown): void;
-}
-
 /**
  * Hands out the context's sequences, one turn each. Waiters are served in
  * arrival order; a free sequence whose cached tokens share the longest prefix
@@ -55,7 +50,7 @@ interface Waiter {
  */
 class SequencePool {
   private readonly free: Slot[];
-  private readonly waiters: Waiter[] = [];
+  private readonly waiters = new WaitLine<Slot, readonly Token[]>();
   private clock = 0;
 
   constructor(slots: readonly Slot[]) {
@@ -65,38 +60,18 @@ class SequencePool {
   acquire(prompt: readonly Token[], signal: AbortSignal): Promise<Slot> {
     signal.throwIfAborted();
     if (this.waiters.length === 0 && this.free.length > 0) return Promise.resolve(this.take(prompt));
-    return new Promise<Slot>((resolve, reject) => {
-      const onAbort = () => {
-        const i = this.waiters.indexOf(waiter);
-        if (i >= 0) this.waiters.splice(i, 1);
-        reject(signal.reason);
-      };
-      const waiter: Waiter = {
-        prompt,
-        resolve: (slot) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(slot);
-        },
-        reject: (err) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(err);
-        },
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.waiters.push(waiter);
-    });
+    return this.waiters.wait(signal, prompt);
   }
 
   release(slot: Slot): void {
     slot.lastUsed = ++this.clock;
     this.free.push(slot);
-    const next = this.waiters.shift();
-    if (next) next.resolve(this.take(next.prompt));
+    this.waiters.serve((prompt) => this.take(prompt));
   }
 
   /** Rejects every waiting turn (the provider is closing). */
   rejectAll(err: unknown): void {
-    for (const w of this.waiters.splice(0)) w.reject(err);
+    this.waiters.rejectAll(err);
   }
 
   private take(prompt: readonly Token[]): Slot {

@@ -72,6 +72,10 @@ export class RemoteProvider implements ModelProvider {
     return [this.upstream.health()];
   }
 
+  inRotation(): boolean {
+    return this.upstream.isHealthy;
+  }
+
   close(): Promise<void> {
     return this.upstream.close();
   }

@@ -64,6 +64,8 @@ export interface ProviderHealth {
 export interface ProviderLifecycle {
   /** Upstream health; providers without an upstream leave this out. */
   health?(): readonly ProviderHealth[];
+  /** False while turns would find no upstream in rotation; providers without an upstream leave this out (always in). */
+  inRotation?(): boolean;
   /** Releases connections, timers and models. */
   close?(): Promise<void>;
 }

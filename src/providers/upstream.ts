@@ -14,6 +14,7 @@ import { type Dispatcher, Pool } from 'undici';
 import type { ApiAdapter, UpstreamRequest } from './api.js';
 import { UpstreamError } from './api.js';
 import type { ProviderHealth } from './types.js';
+import { WaitLine } from './wait-line.js';
 
 export interface UpstreamOptions {
   /** Most connections open to this origin (and most requests in flight). */
@@ -55,11 +56,6 @@ export interface UpstreamStats {
   readonly opened: number;
 }
 
-interface Waiter {
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
 /** A slot is held while a request is in flight, from send until its body is consumed or dropped. */
 export interface Slot {
   release(): void;
@@ -71,7 +67,7 @@ export class Upstream {
   /** The base URL's path (e.g. "/v1"), prefixed to every request path. */
   readonly basePath: string;
   private inUse = 0;
-  private readonly waiters: Waiter[] = [];
+  private readonly waiters = new WaitLine<Slot>();
   private opened = 0;
   private healthy = true;
   private failures = 0;
@@ -136,29 +132,9 @@ export class Upstream {
       this.inUse++;
       return Promise.resolve(this.slot());
     }
-    return new Promise<Slot>((resolve, reject) => {
-      const waiter: Waiter = {
-        resolve: () => {
-          cleanup();
-          resolve(this.slot());
-        },
-        reject: (err) => {
-          cleanup();
-          reject(err);
-        },
-      };
-      const timer = setTimeout(() => {
-        waiter.reject(new UpstreamError('unavailable', `no free connection to ${this.name} within ${this.options.acquireTimeoutMs} ms (${this.options.connections} in use)`));
-      }, this.options.acquireTimeoutMs);
-      const onAbort = () => waiter.reject(signal.reason);
-      const cleanup = () => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', onAbort);
-        const i = this.waiters.indexOf(waiter);
-        if (i >= 0) this.waiters.splice(i, 1);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.waiters.push(waiter);
+    return this.waiters.wait(signal, undefined, {
+      ms: this.options.acquireTimeoutMs,
+      error: () => new UpstreamError('unavailable', `no free connection to ${this.name} within ${this.options.acquireTimeoutMs} ms (${this.options.connections} in use)`),
     });
   }
 
@@ -169,9 +145,7 @@ export class Upstream {
         if (released) return;
         released = true;
         // Hand the slot straight to the next waiter (FIFO), or give it back.
-        const next = this.waiters.shift();
-        if (next) next.resolve();
-        else this.inUse--;
+        if (!this.waiters.serve(() => this.slot())) this.inUse--;
       },
     };
   }
@@ -264,7 +238,7 @@ export class Upstream {
     if (this.closed) return;
     this.closed = true;
     if (this.healthTimer) clearInterval(this.healthTimer);
-    for (const w of this.waiters.splice(0)) w.reject(new UpstreamError('unavailable', `upstream ${this.name} is closed`));
+    this.waiters.rejectAll(new UpstreamError('unavailable', `upstream ${this.name} is closed`));
     await this.pool.destroy();
   }
 }

@@ -14,7 +14,7 @@ import { type Logger, silentLogger } from '../log.js';
 import { Metrics } from '../metrics/metrics.js';
 import { nativeLoadError } from '../native/index.js';
 import { createCodec, DEFAULT_DECODE_LIMITS, type FrameCodec } from '../protocol/codec.js';
-import { FallbackChain } from '../providers/chain.js';
+import { isInRotation } from '../providers/chain.js';
 import { createProvider, type ProviderHooks } from '../providers/index.js';
 import type { ModelProvider } from '../providers/types.js';
 import { SessionEngine } from '../session/engine.js';
@@ -69,13 +69,6 @@ function providerHooks(metrics: Metrics, logger: Logger): ProviderHooks {
     retry: (provider, reason) => metrics.providerRetries.inc({ provider, reason }),
     fallback: (provider, reason) => metrics.providerFallbacks.inc({ provider, reason }),
   };
-}
-
-/** Ready while at least one provider of the chain is in rotation (providers without an upstream always are). */
-function providerInRotation(provider: ModelProvider): boolean {
-  if (provider instanceof FallbackChain) return provider.providers.some(providerInRotation);
-  const health = provider.health?.();
-  return !health || health.length === 0 || health.some((h) => h.healthy);
 }
 
 export async function startServer(config: ServeConfig, parts: ServerParts = {}): Promise<NpcdServer> {
@@ -185,7 +178,7 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
         ? { ready: false, reason: 'shutting_down' }
         : registry.size === 0
           ? { ready: false, reason: 'no_characters' }
-          : !providerInRotation(provider)
+          : !isInRotation(provider)
             ? { ready: false, reason: 'upstreams_unhealthy' }
             : { ready: true, reason: 'ok' },
   });

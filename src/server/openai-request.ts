@@ -10,7 +10,7 @@ import type { ClientMessages } from '../dialogue/prompt.js';
 import type { Sampling } from '../dialogue/turn.js';
 import { NpcdError } from '../errors.js';
 import type { ChatMessage } from '../providers/types.js';
-import { type Fields, MAX_CHARACTER_REF_LENGTH, optionalSessionId, SESSION_ID_RE } from '../protocol/validate.js';
+import { type Fields, MAX_CHARACTER_REF_LENGTH, optionalSessionId, ownField, SESSION_ID_RE } from '../protocol/validate.js';
 
 /** Messages accepted in one request (the body size limit bounds them too). */
 export const MAX_MESSAGES = 10_000;
@@ -41,10 +41,6 @@ export interface CompletionLimits {
   readonly maxMessageChars: number;
 }
 
-function get(obj: Fields, name: string): unknown {
-  return Object.hasOwn(obj, name) ? obj[name] : undefined;
-}
-
 function invalid(field: string, why: string): NpcdError {
   return new NpcdError('ERR_PROTOCOL_INVALID_FIELD', `${field} ${why}`, { detail: { field } });
 }
@@ -61,28 +57,28 @@ function isMap(v: unknown): v is Fields {
 const LONE_SURROGATE = /\p{Surrogate}/u;
 
 function optionalNumber(obj: Fields, name: string, min: number, max: number): number | undefined {
-  const v = get(obj, name);
+  const v = ownField(obj, name);
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw invalid(name, `must be a number from ${min} to ${max}`);
   return v;
 }
 
 function optionalInteger(obj: Fields, name: string, min: number): number | undefined {
-  const v = get(obj, name);
+  const v = ownField(obj, name);
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw invalid(name, `must be an integer of at least ${min}`);
   return v;
 }
 
 function optionalBool(obj: Fields, name: string, field = name): boolean | undefined {
-  const v = get(obj, name);
+  const v = ownField(obj, name);
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'boolean') throw invalid(field, 'must be true or false');
   return v;
 }
 
 function optionalText(obj: Fields, name: string, maxLength: number, field = name): string | undefined {
-  const v = get(obj, name);
+  const v = ownField(obj, name);
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'string') throw invalid(field, 'must be a string');
   if (v.length > maxLength) throw invalid(field, `must be at most ${maxLength} characters`);
@@ -90,7 +86,7 @@ function optionalText(obj: Fields, name: string, maxLength: number, field = name
 }
 
 function parseStop(obj: Fields): string[] | undefined {
-  const v = get(obj, 'stop');
+  const v = ownField(obj, 'stop');
   if (v === undefined || v === null) return undefined;
   const list = typeof v === 'string' ? [v] : v;
   if (!Array.isArray(list)) throw invalid('stop', 'must be a string or an array of strings');
@@ -118,10 +114,10 @@ function contentText(value: unknown, field: string): string | null {
     const part: unknown = value[j];
     const at = `${field}[${j}]`;
     if (!isMap(part)) throw invalid(at, 'must be an object');
-    const type = get(part, 'type');
+    const type = ownField(part, 'type');
     if (typeof type !== 'string') throw invalid(`${at}.type`, 'must be a string');
     if (type !== 'text') throw invalid(`${at}.type`, `is ${JSON.stringify(type.slice(0, 40))}; npcd takes text parts only`);
-    const text = get(part, 'text');
+    const text = ownField(part, 'text');
     if (typeof text !== 'string') throw invalid(`${at}.text`, 'must be a string');
     texts.push(text);
   }
@@ -135,7 +131,7 @@ interface ParsedMessages {
 }
 
 function parseMessages(body: Fields, limits: CompletionLimits): ParsedMessages {
-  const list = get(body, 'messages');
+  const list = ownField(body, 'messages');
   if (list === undefined || list === null) throw missing('messages');
   if (!Array.isArray(list)) throw invalid('messages', 'must be an array');
   if (list.length === 0) throw invalid('messages', 'must hold at least one message');
@@ -147,7 +143,7 @@ function parseMessages(body: Fields, limits: CompletionLimits): ParsedMessages {
     const at = `messages[${i}]`;
     const m: unknown = list[i];
     if (!isMap(m)) throw invalid(at, 'must be an object');
-    const role = get(m, 'role');
+    const role = ownField(m, 'role');
     if (role === undefined || role === null) throw missing(`${at}.role`);
     if (typeof role !== 'string') throw invalid(`${at}.role`, 'must be a string');
     // npcd offers no tools: tool results and legacy function results carry nothing for it.
@@ -155,7 +151,7 @@ function parseMessages(body: Fields, limits: CompletionLimits): ParsedMessages {
     if (role !== 'system' && role !== 'developer' && role !== 'user' && role !== 'assistant') {
       throw invalid(`${at}.role`, `is ${JSON.stringify(role.slice(0, 40))}; expected system, developer, user or assistant`);
     }
-    const content = contentText(get(m, 'content'), `${at}.content`);
+    const content = contentText(ownField(m, 'content'), `${at}.content`);
     const name = optionalText(m, 'name', MAX_NAME_LENGTH, `${at}.name`);
     if (content === null) {
       // An assistant message may carry only tool calls, which npcd ignores.
@@ -196,7 +192,7 @@ function parseMessages(body: Fields, limits: CompletionLimits): ParsedMessages {
 
 /** Validates a decoded request body. */
 export function parseCompletionRequest(body: Fields, limits: CompletionLimits): CompletionRequest {
-  const model = get(body, 'model');
+  const model = ownField(body, 'model');
   if (model === undefined || model === null || model === '') throw missing('model');
   if (typeof model !== 'string') throw invalid('model', 'must be a string');
   if (model.length > MAX_CHARACTER_REF_LENGTH) throw invalid('model', `must be at most ${MAX_CHARACTER_REF_LENGTH} characters`);
@@ -210,7 +206,7 @@ export function parseCompletionRequest(body: Fields, limits: CompletionLimits): 
   const seed = optionalInteger(body, 'seed', Number.MIN_SAFE_INTEGER);
   const stop = parseStop(body);
   const stream = optionalBool(body, 'stream') ?? false;
-  const options = get(body, 'stream_options');
+  const options = ownField(body, 'stream_options');
   if (options !== undefined && options !== null && !isMap(options)) throw invalid('stream_options', 'must be an object');
   const includeUsage = (options ? optionalBool(options, 'include_usage', 'stream_options.include_usage') : undefined) ?? false;
   const user = optionalText(body, 'user', MAX_USER_LENGTH);

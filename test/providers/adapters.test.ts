@@ -11,6 +11,7 @@ import { openAiName, OpenAiAdapter, streamErrorReason } from '../../src/provider
 import { parseSse, type SseEvent } from '../../src/providers/sse.js';
 import type { GenerateRequest } from '../../src/providers/types.js';
 import { type Behaviour, closedPortUrl, DEFAULT_TOKENS, type FakeKind, type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstreams.js';
+import { waitFor } from '../helpers/wait.js';
 
 const registry = new CharacterRegistry();
 registry.loadDirectory(fileURLToPath(new URL('../../characters', import.meta.url)));
@@ -682,7 +683,7 @@ for (const kind of ['openai', 'ollama', 'dashscope'] as const) {
     await fake.waitForRequests(before + 1);
     controller.abort();
     await t.rejects(pending, { name: 'AbortError' });
-    await waitUntil(() => fake.aborted === 1);
+    await waitFor(() => fake.aborted === 1, 2000);
     t.equal(fake.aborted, 1, 'the fake saw the client leave');
     t.equal(fake.requests.at(-1)?.aborted, true);
 
@@ -696,7 +697,7 @@ for (const kind of ['openai', 'ollama', 'dashscope'] as const) {
 
     t.ok(fake.connections >= 1, `${fake.connections} connections accepted`);
     t.ok(fake.maxInFlight >= 1);
-    await waitUntil(() => fake.inFlight === 0);
+    await waitFor(() => fake.inFlight === 0, 2000);
     t.equal(fake.inFlight, 0, 'nothing in flight at the end');
   });
 }
@@ -768,8 +769,3 @@ t.test('closedPortUrl refuses connections', async (t) => {
   t.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
   await t.rejects(fetch(url), 'connection refused');
 });
-
-async function waitUntil(cond: () => boolean, timeoutMs = 2000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-}

@@ -7,7 +7,7 @@
  */
 import {
   checkBatch,
-  checkFilter,
+  checkSearch,
   checkId,
   checkInt,
   checkOptions,
@@ -104,10 +104,7 @@ export class JsFlatVectorIndex implements VectorIndex {
   }
 
   search(query: Float32Array, k: number, filter?: Uint32Array): VectorSearchResult {
-    const where = 'JsFlatVectorIndex.search';
-    checkVector(where, 'query', query, this.dim);
-    checkInt(where, 'k', k, 0, 0xffff_ffff);
-    const allowed = checkFilter(where, filter);
+    const allowed = checkSearch('JsFlatVectorIndex.search', query, k, filter, this.dim);
     const q = this.metric === 'cosine' ? normalize(Float32Array.from(query)) : query;
     let rows: Iterable<number> | undefined;
     let count = this.#n;

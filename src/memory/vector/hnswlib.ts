@@ -20,7 +20,7 @@ import type { HierarchicalNSW } from 'hnswlib-node';
 import { emptyResult } from './flat.js';
 import {
   checkBatch,
-  checkFilter,
+  checkSearch,
   checkId,
   checkInt,
   checkOptions,
@@ -121,10 +121,7 @@ export class HnswlibVectorIndex implements VectorIndex {
   }
 
   search(query: Float32Array, k: number, filter?: Uint32Array): VectorSearchResult {
-    const where = 'HnswlibVectorIndex.search';
-    checkVector(where, 'query', query, this.dim);
-    checkInt(where, 'k', k, 0, 0xffff_ffff);
-    const allowed = checkFilter(where, filter);
+    const allowed = checkSearch('HnswlibVectorIndex.search', query, k, filter, this.dim);
     let accept: ((label: number) => boolean) | undefined;
     let eligible = this.#live.size;
     if (allowed) {
