@@ -10,6 +10,7 @@ import { adjustTrait, NUMERIC_TRAIT_KEYS, type Persona, traitSpec, traitValue } 
 import type { Character } from '../characters/types.js';
 import { NpcdError } from '../errors.js';
 import { pause } from '../providers/pace.js';
+import { relayReply } from '../providers/relay.js';
 import type { GenerateResult, ModelProvider } from '../providers/types.js';
 import type { FinishReason, Usage } from '../protocol/types.js';
 import type { Turn } from '../session/types.js';
@@ -147,42 +148,36 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
     return { state: nextState, traits, finish, usage: { prompt_tokens: input.textTokens, completion_tokens: countTokens(replyText) } };
   }
 
-  const stream = input.provider.generate(
-    {
-      character,
-      get messages() {
-        return prompt.messages;
-      },
-      userText: text,
-      state: nextState,
-      maxTokens: input.maxTokens,
-      seed: sampling.seed === undefined ? turnSeed(input.sessionId, input.turnNumber, text) : clientSeed(sampling.seed, text),
-      ...(sampling.temperature === undefined ? {} : { temperature: sampling.temperature }),
-      ...(sampling.topP === undefined ? {} : { topP: sampling.topP }),
-      ...(sampling.stop && sampling.stop.length > 0 ? { stop: sampling.stop } : {}),
+  const request = {
+    character,
+    get messages() {
+      return prompt.messages;
     },
-    signal,
-  );
+    userText: text,
+    state: nextState,
+    maxTokens: input.maxTokens,
+    seed: sampling.seed === undefined ? turnSeed(input.sessionId, input.turnNumber, text) : clientSeed(sampling.seed, text),
+    ...(sampling.temperature === undefined ? {} : { temperature: sampling.temperature }),
+    ...(sampling.topP === undefined ? {} : { topP: sampling.topP }),
+    ...(sampling.stop && sampling.stop.length > 0 ? { stop: sampling.stop } : {}),
+  };
   let result: GenerateResult | undefined;
   try {
-    for (;;) {
-      const step = await stream.next();
-      if (step.done) {
-        result = step.value;
-        break;
-      }
-      if (!stops) {
-        // The common case stays free of extra promises per token.
-        const paused = emit(step.value);
-        if (paused) await paused;
-      } else if (await feed(step.value)) {
-        // The provider is not needed any more: end it (an HTTP provider closes its request).
-        // A provider failing while it closes does not undo a complete reply.
-        await stream.return({ finish: 'stop' }).catch(() => undefined);
-        break;
-      }
+    // Pieces go straight from the provider to the sink; a stop sequence ends
+    // the provider's reply (an HTTP provider closes its request).
+    let stopped = false;
+    const generated = await relayReply(input.provider, request, signal, (piece) => {
+      if (!stops) return emit(piece);
+      const step = stops.push(piece);
+      const paused = emit(step.text);
+      if (!step.stopped) return paused;
+      stopped = true;
+      return false;
+    });
+    if (!stopped) {
+      result = generated;
+      await flush();
     }
-    if (result) await flush();
   } catch (err) {
     if (signal.aborted) throw err;
     // Upstream failures keep their own codes (timed out, rate limited, ...).

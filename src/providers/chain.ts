@@ -6,7 +6,8 @@
  * ends the turn (switching voices mid-reply would be worse than an error).
  */
 import { UpstreamError } from './api.js';
-import type { GenerateRequest, GenerateResult, ModelProvider, ProviderHealth } from './types.js';
+import { pullReply, relayReply } from './relay.js';
+import type { GenerateRequest, GenerateResult, ModelProvider, ProviderHealth, TextSink } from './types.js';
 
 export interface ChainObserver {
   /** `from` failed (or was out of rotation) before its first token; the turn moves on. */
@@ -43,38 +44,27 @@ export class FallbackChain implements ModelProvider {
     await Promise.all(this.providers.map((p) => p.close?.()));
   }
 
-  async *generate(request: GenerateRequest, signal: AbortSignal): AsyncGenerator<string, GenerateResult, void> {
+  generate(request: GenerateRequest, signal: AbortSignal): AsyncGenerator<string, GenerateResult, void> {
+    return pullReply(signal, (s, onText) => this.relay(request, s, onText));
+  }
+
+  async relay(request: GenerateRequest, signal: AbortSignal, onText: TextSink): Promise<GenerateResult> {
     let last: unknown;
     // Out-of-rotation providers are skipped while another is in; when none is, each is still tried in order.
     const healthy = this.providers.filter(isInRotation);
     const order = healthy.length > 0 ? healthy : this.providers;
     for (const [i, provider] of order.entries()) {
-      const stream = provider.generate(request, signal);
-      let first: IteratorResult<string, GenerateResult>;
+      // Committed to this provider once a piece went on: its failure is the turn's.
+      let committed = false;
       try {
-        first = await stream.next();
+        return await relayReply(provider, request, signal, (text) => {
+          committed = true;
+          return onText(text);
+        });
       } catch (err) {
-        if (signal.aborted) throw err;
+        if (signal.aborted || committed) throw err;
         last = err;
         if (i < order.length - 1) this.observer?.fallback(provider.name, err instanceof UpstreamError ? err.reason : 'failed');
-        continue;
-      }
-      if (first.done) return first.value;
-      // Committed to this provider: pass the rest through (and its failure, if any).
-      let done = false;
-      try {
-        yield first.value;
-        for (;;) {
-          const step = await stream.next();
-          if (step.done) {
-            done = true;
-            return step.value;
-          }
-          yield step.value;
-        }
-      } finally {
-        // A consumer that stops early closes the provider's stream too (its connection is freed).
-        if (!done) await stream.return(undefined as never).catch(() => undefined);
       }
     }
     throw last;

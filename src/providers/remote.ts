@@ -16,7 +16,8 @@
  */
 import { type ApiAdapter, reasonOfStatus, type StreamEvent, UpstreamError, type UpstreamReason } from './api.js';
 import { pause } from './pace.js';
-import type { GenerateRequest, GenerateResult, ModelProvider, ProviderHealth } from './types.js';
+import { pullReply, STOPPED } from './relay.js';
+import type { GenerateRequest, GenerateResult, ModelProvider, ProviderHealth, TextSink } from './types.js';
 import type { Slot, StreamedResponse, Upstream } from './upstream.js';
 
 export interface RemoteLimits {
@@ -86,7 +87,11 @@ export class RemoteProvider implements ModelProvider {
     return Math.floor(this.random() * cap);
   }
 
-  async *generate(request: GenerateRequest, signal: AbortSignal): AsyncGenerator<string, GenerateResult, void> {
+  generate(request: GenerateRequest, signal: AbortSignal): AsyncGenerator<string, GenerateResult, void> {
+    return pullReply(signal, (s, onText) => this.relay(request, s, onText));
+  }
+
+  async relay(request: GenerateRequest, signal: AbortSignal, onText: TextSink): Promise<GenerateResult> {
     const started = Date.now();
     const ttftDeadline = started + this.limits.ttftTimeoutMs;
     const deadline = started + this.limits.totalTimeoutMs;
@@ -128,21 +133,17 @@ export class RemoteProvider implements ModelProvider {
         if (/^text\/html\b/i.test(type)) {
           throw new UpstreamError('bad_response', `${name} answered with an HTML page (${type}), not its API's stream: check the base URL`, { status: res.statusCode });
         }
-        // Each batch of chunks that arrived together is decoded at once and
-        // its text handed on as one piece: no promise per chunk or event.
+        // Each chunk goes from the socket's callback through the decoder to
+        // the client in one go: no promise, no queue per chunk.
         const decoder = this.adapter.decoder();
         const events: StreamEvent[] = [];
         let result: GenerateResult | undefined;
-        for (;;) {
-          const chunks = res.take();
-          if (chunks === undefined) {
-            await res.wait();
-            continue;
-          }
+        let stopped = false;
+        await res.consume((chunk) => {
           let failure: unknown;
           try {
-            if (chunks === null) decoder.end(events);
-            else for (const chunk of chunks) decoder.push(chunk, events);
+            if (chunk === null) decoder.end(events);
+            else decoder.push(chunk, events);
           } catch (err) {
             failure = err;
           }
@@ -152,19 +153,22 @@ export class RemoteProvider implements ModelProvider {
             else result = { finish: event.finish, usage: event.usage };
           }
           events.length = 0;
+          let next: ReturnType<TextSink> = undefined;
           if (text !== '') {
             if (firstTimer) {
               clearTimeout(firstTimer);
               firstTimer = undefined;
             }
             yielded = true;
-            yield text;
+            next = onText(text);
+            if (next === false) stopped = true;
           }
           if (failure !== undefined) throw failure;
-          // The body is read to its end (usually nothing follows the end
-          // marker) so the connection goes back to the pool.
-          if (chunks === null || decoder.overrun) break;
-        }
+          // The body is otherwise read to its end (usually nothing follows
+          // the end marker) so the connection goes back to the pool.
+          return decoder.overrun ? false : next;
+        });
+        if (stopped) return STOPPED;
         if (!result) throw new UpstreamError('bad_response', `${name}: the stream ended without its end marker`);
         // undici marks the connection free a tick after the body ended; the
         // turn ends after that, so the session's next turn reuses this

@@ -49,7 +49,20 @@ export interface ModelProvider extends ProviderLifecycle {
    * Must stop promptly (throwing an AbortError) once `signal` aborts.
    */
   generate(request: GenerateRequest, signal: AbortSignal): AsyncGenerator<string, GenerateResult, void>;
+  /**
+   * Streams the reply into `onText` as it arrives, with no promise per piece
+   * (see relay.ts); providers that read a socket implement it, and turns use
+   * it when it is there. Same pieces, result and failures as generate().
+   */
+  relay?(request: GenerateRequest, signal: AbortSignal, onText: TextSink): Promise<GenerateResult>;
 }
+
+/**
+ * Takes a piece of a reply as the provider produces it: nothing to go on, a
+ * promise to pause the provider until it settles, or false to end the reply
+ * there (the provider stops and resolves with finish "stop").
+ */
+export type TextSink = (text: string) => void | false | Promise<void>;
 
 /** How a provider's upstream is doing, for /readyz, metrics and fallback chains. */
 export interface ProviderHealth {

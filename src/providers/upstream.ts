@@ -256,6 +256,18 @@ function networkError(name: string, err: unknown): UpstreamError {
   return new UpstreamError('unavailable', `${name}: ${what}`, { cause: err });
 }
 
+/**
+ * Takes one chunk of a body (null at its end): nothing to go on, a promise to
+ * pause reading until it settles, or false to stop the body.
+ */
+export type ChunkConsumer = (chunk: Buffer | null) => void | false | Promise<void>;
+
+interface Consumer {
+  readonly onChunk: ChunkConsumer;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
 /** Bytes a response may hold for a slow reader before the upstream socket is paused. */
 const RESPONSE_HIGH_WATER = 256 * 1024;
 
@@ -278,6 +290,9 @@ export class StreamedResponse implements Dispatcher.DispatchHandler {
   #ended = false;
   #failure: unknown;
   #wake: (() => void) | undefined;
+  /** Promises of the consumer that hold the reading paused. */
+  #held = 0;
+  #consumer: Consumer | undefined;
   readonly #onAbort: () => void;
 
   constructor(private readonly signal: AbortSignal) {
@@ -300,9 +315,12 @@ export class StreamedResponse implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    // A consumer that is not holding the reading gets the chunk at once.
+    if (this.#consumer && this.#held === 0 && this.#chunks.length === 0) return this.#deliver(this.#consumer, chunk);
     this.#chunks.push(chunk);
     this.#queued += chunk.length;
-    if (this.#queued > RESPONSE_HIGH_WATER) controller.pause();
+    // undici hands over the chunk it is parsing even when paused from outside its callback.
+    if (this.#consumer || this.#queued > RESPONSE_HIGH_WATER) controller.pause();
     this.#notify();
   }
 
@@ -320,6 +338,82 @@ export class StreamedResponse implements Dispatcher.DispatchHandler {
   #finish(): void {
     this.signal.removeEventListener('abort', this.#onAbort);
     this.#notify();
+    this.#drain();
+  }
+
+  /**
+   * Hands the body to `onChunk` as it arrives, chunk by chunk, on the socket's
+   * own callback: no promise and no queue per chunk. `onChunk(null)` marks the
+   * end. A returned promise holds the reading (the socket is paused) until it
+   * settles; `false` stops the body (as close() does) and resolves. Resolves
+   * when the body ended; rejects with the failure that ended it, or with what
+   * `onChunk` threw. Only one consumer, and not together with take().
+   */
+  consume(onChunk: ChunkConsumer): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#consumer = { onChunk, resolve, reject };
+      this.#drain();
+    });
+  }
+
+  /** Gives the consumer what is queued, then the end, while it does not hold the reading. */
+  #drain(): void {
+    let consumer = this.#consumer;
+    while (consumer && this.#held === 0 && this.#chunks.length > 0) {
+      const chunk = this.#chunks.shift()!;
+      this.#queued -= chunk.length;
+      this.#deliver(consumer, chunk);
+      consumer = this.#consumer;
+    }
+    if (!consumer || this.#held > 0) return;
+    if (this.#failure !== undefined) {
+      this.#consumer = undefined;
+      return consumer.reject(this.#failure);
+    }
+    if (this.#ended) {
+      this.#consumer = undefined;
+      try {
+        consumer.onChunk(null);
+        consumer.resolve();
+      } catch (err) {
+        consumer.reject(err);
+      }
+      return;
+    }
+    if (this.#controller?.paused) this.#controller.resume();
+  }
+
+  #deliver(consumer: Consumer, chunk: Buffer): void {
+    let next: ReturnType<ChunkConsumer>;
+    try {
+      next = consumer.onChunk(chunk);
+    } catch (err) {
+      this.#consumer = undefined;
+      this.close();
+      return consumer.reject(err);
+    }
+    if (next === false) {
+      this.#consumer = undefined;
+      this.close();
+      // Stopped by its reader: not a failure.
+      return consumer.resolve();
+    }
+    if (!next) return;
+    this.#held++;
+    this.#controller?.pause();
+    next.then(
+      () => {
+        this.#held--;
+        if (this.#consumer === consumer) this.#drain();
+      },
+      (err: unknown) => {
+        this.#held--;
+        if (this.#consumer !== consumer) return;
+        this.#consumer = undefined;
+        this.close();
+        consumer.reject(err);
+      },
+    );
   }
 
   #notify(): void {

@@ -216,6 +216,53 @@ for (const kind of KINDS) {
     t.equal(m.upstream.stats.inUse, 0, 'the connection slot was released');
     t.same(m.attempts, ['cancelled']);
   });
+  t.test(`${kind}: relay() hands the same pieces to its sink as they arrive; a pending promise pauses the reading`, async (t) => {
+    const f = await fake(t, kind);
+    const tokens = Array.from({ length: 12 }, (_, i) => ` w${i}`);
+    f.setDefault({ type: 'stream', tokens, tokenDelayMs: 5, usage: { promptTokens: 3, completionTokens: 12 } });
+    const m = await make(t, spec(kind, f));
+    const pieces: string[] = [];
+    let paused = 0;
+    const result = await m.provider.relay!(REQUEST, new AbortController().signal, (text) => {
+      pieces.push(text);
+      // The first piece holds the provider for 150 ms: the rest queue in the socket meanwhile.
+      if (pieces.length === 1) {
+        paused = Date.now();
+        return new Promise((resolve) => setTimeout(resolve, 150));
+      }
+      if (pieces.length === 2) t.ok(Date.now() - paused >= 140, 'no piece came while the sink held the provider');
+    });
+    t.equal(pieces.join(''), tokens.join(''));
+    t.same(result, { finish: 'stop', usage: { promptTokens: 3, completionTokens: 12 } });
+    t.same(m.attempts, ['ok']);
+    t.equal(m.upstream.stats.inUse, 0);
+  });
+
+  t.test(`${kind}: a relay sink that answers false ends the reply there and closes the upstream request`, async (t) => {
+    const f = await fake(t, kind);
+    f.setDefault({ type: 'stream', tokens: Array.from({ length: 100 }, (_, i) => ` w${i}`), tokenDelayMs: 20 });
+    const m = await make(t, spec(kind, f));
+    let n = 0;
+    const result = await m.provider.relay!(REQUEST, new AbortController().signal, () => (++n === 3 ? false : undefined));
+    t.same(result, { finish: 'stop' });
+    t.equal(n, 3, 'no piece after the sink said stop');
+    await waitFor(() => f.aborted === 1);
+    t.equal(m.upstream.stats.inUse, 0, 'the connection slot was released');
+    t.same(m.attempts, ['ok'], 'stopping is not a failure');
+  });
+
+  t.test(`${kind}: a generate() consumer that stops early aborts the upstream request`, async (t) => {
+    const f = await fake(t, kind);
+    f.setDefault({ type: 'stream', tokens: Array.from({ length: 100 }, (_, i) => ` w${i}`), tokenDelayMs: 20 });
+    const m = await make(t, spec(kind, f));
+    const gen = m.provider.generate(REQUEST, new AbortController().signal);
+    t.equal((await gen.next()).done, false);
+    const started = Date.now();
+    await gen.return({ finish: 'stop' });
+    t.ok(Date.now() - started < 1_000, 'returned promptly');
+    await waitFor(() => f.aborted === 1);
+    t.equal(m.upstream.stats.inUse, 0, 'the connection slot was released');
+  });
 }
 
 
