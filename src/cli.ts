@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * The npcd command line: `npcd serve` (the default) runs the server.
+ * The npcd command line: `npcd serve` (the default) runs the server;
+ * `npcd check`, `npcd sidecar` and `npcd tcp-advise` are the tools beside it.
  */
 import { readFileSync } from 'node:fs';
 import { runCheck } from './characters/check.js';
@@ -8,6 +9,7 @@ import { loadServeConfig, serveHelp } from './config/serve.js';
 import { NpcdError } from './errors.js';
 import { createLogger } from './log.js';
 import { startServer } from './server/app.js';
+import { runSidecar } from './sidecar/cli.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -16,6 +18,8 @@ const USAGE = `Usage: npcd <command> [options]
 Commands:
   serve      Run the server (default). See npcd serve --help.
   check      Validate character files: npcd check PATH... (see npcd check --help).
+  sidecar    Run the eBPF sidecar (root): kernel TCP metrics for Prometheus (see npcd sidecar --help).
+  tcp-advise Recommend TCP settings from observed RTTs and this host's sysctls (see npcd tcp-advise --help).
   help       Show this help.
   version    Print the version.
 `;
@@ -63,6 +67,8 @@ async function main(argv: string[]): Promise<number> {
       return serve(rest);
     case 'check':
       return runCheck(rest, (s) => process.stdout.write(s));
+    case 'sidecar':
+      return runSidecar(rest);
     case 'help':
     case '--help':
     case '-h':
@@ -87,7 +93,8 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     if (err instanceof NpcdError) {
       process.stderr.write(`npcd: ${err.code}: ${err.message}\n`);
-      process.exitCode = 2;
+      // Bad options exit 2; a host the sidecar cannot trace on is a failure to run (1).
+      process.exitCode = err.code === 'ERR_SIDECAR_UNSUPPORTED' ? 1 : 2;
     } else {
       process.stderr.write(`npcd: ${(err as Error).stack ?? String(err)}\n`);
       process.exitCode = 1;

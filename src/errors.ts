@@ -72,6 +72,10 @@ export const ERRORS = {
   ERR_CONFIG_INVALID: { status: 500, summary: 'A configuration value (flag, environment variable or file) is invalid.' },
   ERR_CHARACTER_INVALID: { status: 500, summary: 'A character script failed to parse or validate.' },
   ERR_INTERNAL: { status: 500, summary: 'An unexpected server error; the server keeps running.' },
+
+  // eBPF sidecar (npcd sidecar)
+  ERR_SIDECAR_UNSUPPORTED: { status: 500, summary: 'The eBPF sidecar cannot trace here: not root, no bpftrace, no tracefs, or none of the tracepoints its programs need.' },
+  ERR_SIDECAR_OUTPUT: { status: 500, summary: 'A bpftrace program printed a line that is not a bpftrace JSON record; the line is skipped.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

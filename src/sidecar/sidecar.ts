@@ -1,0 +1,289 @@
+/**
+ * The sidecar: runs the chosen bpftrace programs, turns the deltas they print
+ * into cumulative Prometheus families, and serves them with its own process
+ * metrics on its own port. Labels stay bounded: direction (inbound or
+ * outbound) and a watched service port, never an ephemeral port or a
+ * connection id; per-socket RTTs are only in /sockets (JSON).
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { BpftraceRecord, HistBucket, Stats } from './bpftrace-json.js';
+import type { Capabilities } from './capabilities.js';
+import { DeltaCounter, Log2Histogram } from './exposition.js';
+import { type ProgramSpec, programArgs, programPath, type Selection } from './programs.js';
+import { DEFAULT_RUNNER_OPTIONS, ProgramRunner, type RunnerOptions } from './runner.js';
+
+export const SIDECAR_METRIC = {
+  srtt: 'npcd_tcp_srtt_seconds',
+  connectDuration: 'npcd_tcp_connect_duration_seconds',
+  connectFailures: 'npcd_tcp_connect_failures_total',
+  handshakeRtt: 'npcd_tcp_handshake_rtt_seconds',
+  retransmits: 'npcd_tcp_retransmits_total',
+  retransmitErrors: 'npcd_tcp_retransmit_errors_total',
+  synackRetransmits: 'npcd_tcp_synack_retransmits_total',
+  programUp: 'npcd_sidecar_program_up',
+  programRestarts: 'npcd_sidecar_program_restarts_total',
+  outputErrors: 'npcd_sidecar_output_errors_total',
+  lostEvents: 'npcd_sidecar_lost_events_total',
+} as const;
+
+export interface SidecarConfig {
+  readonly ports: readonly number[];
+  /** Network namespace inode to watch; 0 for every one. */
+  readonly netns: number;
+  readonly intervalS: number;
+  readonly bpftrace: string;
+  readonly bpfDir: string;
+  readonly socketRtt: boolean;
+  readonly metricsHost: string;
+  readonly metricsPort: number;
+  readonly runner?: RunnerOptions;
+}
+
+export type Direction = 'inbound' | 'outbound';
+
+/** The latest srtt of one watched socket (tcp-srtt with per-socket sampling). */
+export interface SocketRtt {
+  /** Kernel socket cookie, as `ss -e` prints it in hex after "sk:". */
+  readonly cookie: string;
+  readonly port: number;
+  readonly srttUs: number;
+  readonly at: string;
+}
+
+/** errno at a failed connect → bounded reason label. */
+const CONNECT_FAILURE_REASON: Readonly<Record<string, string>> = {
+  '0': 'aborted', // the application closed the socket while it was connecting
+  '104': 'reset', // ECONNRESET
+  '110': 'timeout', // ETIMEDOUT: the SYN retries ran out
+  '111': 'refused', // ECONNREFUSED
+  '101': 'unreachable', // ENETUNREACH
+  '113': 'unreachable', // EHOSTUNREACH
+};
+
+const DIRECTION: Readonly<Record<string, Direction>> = { in: 'inbound', out: 'outbound' };
+
+/** Sockets kept in /sockets at most (the newest win). */
+const MAX_SOCKETS = 4096;
+
+export class Sidecar {
+  readonly registry = new Registry();
+  readonly srtt = new Log2Histogram(SIDECAR_METRIC.srtt, 'Smoothed TCP RTT of connections on watched ports, one sample per socket per interval (tcp:tcp_probe).', ['direction', 'port'] as const);
+  readonly connectDuration = new Log2Histogram(SIDECAR_METRIC.connectDuration, 'Active TCP open to a watched port: SYN sent to ESTABLISHED.', ['port'] as const);
+  readonly handshakeRtt = new Log2Histogram(SIDECAR_METRIC.handshakeRtt, "The kernel's first RTT sample of a new connection: SYN-ACK to ACK (inbound), SYN to SYN-ACK (outbound).", ['direction', 'port'] as const);
+  readonly connectFailures = new DeltaCounter(SIDECAR_METRIC.connectFailures, 'Active TCP opens to a watched port that left SYN_SENT for anything but ESTABLISHED, by reason.', ['port', 'reason'] as const);
+  readonly retransmits = new DeltaCounter(SIDECAR_METRIC.retransmits, 'Retransmitted TCP segments on connections of watched ports.', ['direction', 'port'] as const);
+  readonly retransmitErrors = new DeltaCounter(SIDECAR_METRIC.retransmitErrors, 'Retransmissions the kernel could not send (not_sent: the previous copy is still queued locally) or the local qdisc dropped (dropped).', ['direction', 'port', 'kind'] as const);
+  readonly synackRetransmits = new DeltaCounter(SIDECAR_METRIC.synackRetransmits, 'SYN-ACKs a listener on a watched port sent again.', ['port'] as const);
+  readonly runners: ProgramRunner[] = [];
+  readonly #families = [this.srtt, this.connectDuration, this.handshakeRtt, this.connectFailures, this.retransmits, this.retransmitErrors, this.synackRetransmits];
+  readonly #ports: ReadonlySet<string>;
+  readonly #sockets = new Map<string, SocketRtt>();
+  readonly #outputErrors: Counter<'program'>;
+  readonly #lostEvents: Counter<'program'>;
+  readonly #restarts: Counter<'program'>;
+  #server: Server | undefined;
+
+  constructor(
+    readonly config: SidecarConfig,
+    readonly capabilities: Capabilities,
+    readonly selection: Selection,
+    private readonly log: Logger,
+  ) {
+    this.#ports = new Set(config.ports.map(String));
+    collectDefaultMetrics({ register: this.registry });
+    const runners = this.runners;
+    new Gauge({
+      name: SIDECAR_METRIC.programUp,
+      help: 'Whether a bpftrace program of the sidecar is running (1) or waiting to restart (0).',
+      labelNames: ['program'],
+      registers: [this.registry],
+      collect() {
+        for (const r of runners) this.set({ program: r.name }, r.status().running ? 1 : 0);
+      },
+    });
+    this.#restarts = new Counter({ name: SIDECAR_METRIC.programRestarts, help: 'Restarts of a bpftrace program after it exited.', labelNames: ['program'], registers: [this.registry] });
+    this.#outputErrors = new Counter({ name: SIDECAR_METRIC.outputErrors, help: 'Lines of bpftrace output that were not JSON records (ERR_SIDECAR_OUTPUT), or records with keys the sidecar does not watch.', labelNames: ['program'], registers: [this.registry] });
+    this.#lostEvents = new Counter({ name: SIDECAR_METRIC.lostEvents, help: 'Events bpftrace reported lost.', labelNames: ['program'], registers: [this.registry] });
+  }
+
+  /** Starts the programs and the metrics server; resolves with the bound port. */
+  async start(): Promise<number> {
+    const options = { socketRtt: this.config.socketRtt, intervalS: this.config.intervalS, netns: this.config.netns, ports: this.config.ports };
+    for (const p of this.selection.run) this.runners.push(this.#runner(p, options));
+    for (const r of this.runners) r.start();
+    this.#server = createServer((req, res) => void this.#handle(req.url ?? '/', res));
+    await new Promise<void>((resolve, reject) => {
+      this.#server!.once('error', reject);
+      this.#server!.listen(this.config.metricsPort, this.config.metricsHost, () => resolve());
+    });
+    return (this.#server.address() as AddressInfo).port;
+  }
+
+  #runner(p: ProgramSpec, options: Parameters<typeof programArgs>[1]): ProgramRunner {
+    const log = this.log;
+    return new ProgramRunner(
+      { name: p.name, bpftrace: this.config.bpftrace, file: programPath(this.config.bpfDir, p), args: programArgs(p, options) },
+      {
+        record: (program, record) => this.ingest(program, record),
+        badLine: (program, line, err) => {
+          this.#outputErrors.inc({ program });
+          log.warn({ program, code: 'ERR_SIDECAR_OUTPUT', line: line.slice(0, 500) }, err.message);
+        },
+        stderr: (program, line) => log.warn({ program }, `bpftrace: ${line}`),
+        exited: (program, code, signal, restartInMs) => {
+          this.#restarts.inc({ program });
+          log.error({ program, code, signal, restartInMs }, 'bpftrace program exited; restarting');
+        },
+        started: (program, pid) => log.info({ program, pid }, 'bpftrace program started'),
+      },
+      this.config.runner ?? DEFAULT_RUNNER_OPTIONS,
+    );
+  }
+
+  /** Takes one record of a program's output. */
+  ingest(program: string, record: BpftraceRecord): void {
+    switch (record.type) {
+      case 'printf':
+        if (/: error:/.test(record.text)) this.log.error({ program }, record.text.trim());
+        else this.log.info({ program }, record.text.trim());
+        return;
+      case 'lost_events':
+        this.#lostEvents.inc({ program }, record.events);
+        return;
+      case 'hist':
+        for (const e of record.entries) this.#hist(program, record.name, e.keys, e.value);
+        return;
+      case 'stats':
+        for (const e of record.entries) this.#stats(program, record.name, e.keys, e.value);
+        return;
+      case 'map':
+        for (const e of record.entries) this.#map(program, record.name, e.keys, e.value);
+        return;
+      default:
+        return;
+    }
+  }
+
+  #hist(program: string, name: string, keys: readonly string[], buckets: readonly HistBucket[]): void {
+    switch (name) {
+      case '@tcp_srtt_us':
+        return this.#withDirPort(program, keys, (l) => this.srtt.addHist(l, buckets));
+      case '@tcp_handshake_rtt_us':
+        return this.#withDirPort(program, keys, (l) => this.handshakeRtt.addHist(l, buckets));
+      case '@tcp_connect_latency_us':
+        return this.#withPort(program, keys[0], (port) => this.connectDuration.addHist({ port }, buckets));
+      default:
+        return this.#unknown(program, name);
+    }
+  }
+
+  #stats(program: string, name: string, keys: readonly string[], stats: Stats): void {
+    switch (name) {
+      case '@tcp_srtt_us_stats':
+        return this.#withDirPort(program, keys, (l) => this.srtt.addSumMicros(l, stats.total));
+      case '@tcp_handshake_rtt_us_stats':
+        return this.#withDirPort(program, keys, (l) => this.handshakeRtt.addSumMicros(l, stats.total));
+      case '@tcp_connect_latency_us_stats':
+        return this.#withPort(program, keys[0], (port) => this.connectDuration.addSumMicros({ port }, stats.total));
+      default:
+        return this.#unknown(program, name);
+    }
+  }
+
+  #map(program: string, name: string, keys: readonly string[], value: number): void {
+    switch (name) {
+      case '@tcp_connect_failures':
+        return this.#withPort(program, keys[0], (port) => this.connectFailures.add({ port, reason: CONNECT_FAILURE_REASON[keys[1] ?? ''] ?? 'other' }, value));
+      case '@tcp_retransmits':
+        return this.#withDirPort(program, keys, (l) => this.retransmits.add(l, value));
+      case '@tcp_retransmit_errors':
+        return this.#withDirPort(program, keys, (l) => this.retransmitErrors.add({ ...l, kind: Number(keys[2]) < 0 ? 'not_sent' : 'dropped' }, value));
+      case '@tcp_synack_retransmits':
+        return this.#withPort(program, keys[0], (port) => this.synackRetransmits.add({ port }, value));
+      case '@tcp_srtt_sock_us':
+        return this.#withPort(program, keys[1], (port) => this.#socket(keys[0]!, Number(port), value));
+      default:
+        return this.#unknown(program, name);
+    }
+  }
+
+  #socket(cookieDecimal: string, port: number, srttUs: number): void {
+    const cookie = BigInt(cookieDecimal).toString(16);
+    this.#sockets.delete(cookie);
+    this.#sockets.set(cookie, { cookie, port, srttUs, at: new Date().toISOString() });
+    if (this.#sockets.size > MAX_SOCKETS) this.#sockets.delete(this.#sockets.keys().next().value!);
+  }
+
+  #withDirPort(program: string, keys: readonly string[], use: (labels: { direction: Direction; port: string }) => void): void {
+    const direction = DIRECTION[keys[0] ?? ''];
+    if (!direction) return this.#unknown(program, `direction ${keys[0]}`);
+    this.#withPort(program, keys[1], (port) => use({ direction, port }));
+  }
+
+  /** Only watched ports become label values: anything else is a program error, counted and dropped. */
+  #withPort(program: string, port: string | undefined, use: (port: string) => void): void {
+    if (port === undefined || !this.#ports.has(port)) return this.#unknown(program, `port ${port}`);
+    use(port);
+  }
+
+  #unknown(program: string, what: string): void {
+    this.#outputErrors.inc({ program });
+    this.log.warn({ program, code: 'ERR_SIDECAR_OUTPUT' }, `unexpected ${what} in bpftrace output`);
+  }
+
+  /** The latest srtt of each watched socket seen recently, newest last. */
+  sockets(): SocketRtt[] {
+    return [...this.#sockets.values()];
+  }
+
+  async metrics(): Promise<string> {
+    return this.#families.map((f) => f.render()).join('') + (await this.registry.metrics());
+  }
+
+  status(): object {
+    return {
+      ports: this.config.ports,
+      netns: this.config.netns,
+      intervalSeconds: this.config.intervalS,
+      capabilities: this.capabilities,
+      programs: this.runners.map((r) => ({ ...r.status(), args: r.command.args })),
+      skipped: this.selection.skipped,
+      notes: this.selection.notes,
+    };
+  }
+
+  async #handle(url: string, res: import('node:http').ServerResponse): Promise<void> {
+    const path = url.split('?')[0];
+    try {
+      if (path === '/metrics') {
+        const body = await this.metrics();
+        res.writeHead(200, { 'Content-Type': this.registry.contentType }).end(body);
+      } else if (path === '/healthz') {
+        const up = this.runners.filter((r) => r.status().running).length;
+        res.writeHead(up > 0 ? 200 : 503, { 'Content-Type': 'application/json' }).end(JSON.stringify({ status: up > 0 ? 'ok' : 'no program running', running: up, programs: this.runners.length }));
+      } else if (path === '/status') {
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(this.status(), null, 2));
+      } else if (path === '/sockets') {
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(this.sockets()));
+      } else {
+        res.writeHead(404, { 'Content-Type': 'application/json' }).end(JSON.stringify({ error: { code: 'ERR_HTTP_NOT_FOUND', message: `no route ${path}; try /metrics, /status, /sockets, /healthz` } }));
+      }
+    } catch (err) {
+      this.log.error({ err }, 'sidecar request failed');
+      res.writeHead(500).end();
+    }
+  }
+
+  /** Stops every program (SIGINT, then SIGKILL after `graceMs`) and the server. */
+  async stop(graceMs = 5_000): Promise<void> {
+    await Promise.all(this.runners.map((r) => r.stop(graceMs)));
+    const server = this.#server;
+    if (!server) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeAllConnections();
+    await closed;
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The sidecar's self-rendered metric families: valid Prometheus text (checked
+ * by promtool, the Prometheus project's own linter), cumulative buckets on
+ * the fixed log2 set, bounded labels.
+ */
+import { spawnSync } from 'node:child_process';
+import t from 'tap';
+import { silentLogger } from '../../src/log.js';
+import { parseBpftraceLine } from '../../src/sidecar/bpftrace-json.js';
+import { LOG2_BUCKETS_SECONDS } from '../../src/sidecar/buckets.js';
+import type { Capabilities } from '../../src/sidecar/capabilities.js';
+import { DeltaCounter, Log2Histogram } from '../../src/sidecar/exposition.js';
+import { SIDECAR_METRIC, Sidecar } from '../../src/sidecar/sidecar.js';
+
+t.test('a histogram renders cumulative buckets on the fixed edges, +Inf, _sum and _count', async (t) => {
+  const h = new Log2Histogram('x_seconds', 'help text', ['port'] as const);
+  h.addHist({ port: '80' }, [{ min: 16, max: 31, count: 2 }, { min: 32, max: 63, count: 0 }, { min: 64, max: 127, count: 1 }]);
+  h.addSumMicros({ port: '80' }, 140);
+  h.observe({ port: '80' }, 100); // beyond the last edge
+  const lines = h.render().trim().split('\n');
+  t.equal(lines[0], '# HELP x_seconds help text');
+  t.equal(lines[1], '# TYPE x_seconds histogram');
+  const buckets = lines.filter((l) => l.startsWith('x_seconds_bucket'));
+  t.equal(buckets.length, LOG2_BUCKETS_SECONDS.length + 1);
+  t.equal(buckets[5], 'x_seconds_bucket{port="80",le="0.000032"} 2');
+  t.equal(buckets[7], 'x_seconds_bucket{port="80",le="0.000128"} 3');
+  t.equal(buckets.at(-2), 'x_seconds_bucket{port="80",le="33.554432"} 3');
+  t.equal(buckets.at(-1), 'x_seconds_bucket{port="80",le="+Inf"} 4');
+  t.ok(lines.includes('x_seconds_sum{port="80"} 100.00014'));
+  t.ok(lines.includes('x_seconds_count{port="80"} 4'));
+  const values = buckets.map((l) => Number(l.split(' ').at(-1)));
+  t.same(values, [...values].sort((a, b) => a - b), 'buckets never decrease');
+});
+
+t.test('counters take deltas and ignore non-positive ones; label values are escaped', async (t) => {
+  const c = new DeltaCounter('y_total', 'help', ['reason'] as const);
+  c.add({ reason: 'a"b\\c\nd' }, 2);
+  c.add({ reason: 'a"b\\c\nd' }, 0);
+  c.add({ reason: 'a"b\\c\nd' }, -5);
+  t.equal(c.value({ reason: 'a"b\\c\nd' }), 2);
+  t.match(c.render(), 'y_total{reason="a\\"b\\\\c\\nd"} 2');
+});
+
+const promtool = spawnSync('promtool', ['--version']).status === 0;
+
+t.test('the whole /metrics page passes promtool check metrics', { skip: promtool ? false : 'promtool is not installed (apt install prometheus)' }, async (t) => {
+  const s = new Sidecar(
+    { ports: [8080, 6379], netns: 0, intervalS: 5, bpftrace: 'bpftrace', bpfDir: '', socketRtt: true, metricsHost: '127.0.0.1', metricsPort: 0 },
+    {} as Capabilities,
+    { run: [], skipped: [], notes: [], blockers: [] },
+    silentLogger,
+  );
+  for (const line of [
+    '{"type": "hist", "data": {"@tcp_srtt_us": {"in,8080": [{"min": 16, "max": 31, "count": 3}], "out,6379": [{"min": 256, "max": 511, "count": 1}]}}}',
+    '{"type": "stats", "data": {"@tcp_srtt_us_stats": {"in,8080": {"count": 3, "average": 20, "total": 60}, "out,6379": {"count": 1, "average": 300, "total": 300}}}}',
+    '{"type": "hist", "data": {"@tcp_connect_latency_us": {"6379": [{"min": 64, "max": 127, "count": 2}]}}}',
+    '{"type": "stats", "data": {"@tcp_connect_latency_us_stats": {"6379": {"count": 2, "average": 100, "total": 200}}}}',
+    '{"type": "hist", "data": {"@tcp_handshake_rtt_us": {"in,8080": [{"min": 16, "max": 31, "count": 1}]}}}',
+    '{"type": "map", "data": {"@tcp_connect_failures": {"6379,111": 1, "6379,113": 2, "6379,99": 1}}}',
+    '{"type": "map", "data": {"@tcp_retransmits": {"in,8080": 4}}}',
+    '{"type": "map", "data": {"@tcp_retransmit_errors": {"in,8080,-16": 1, "in,8080,1": 2}}}',
+    '{"type": "map", "data": {"@tcp_synack_retransmits": {"8080": 1}}}',
+  ]) {
+    for (const r of parseBpftraceLine(line)) s.ingest('test', r);
+  }
+  const text = await s.metrics();
+  for (const name of Object.values(SIDECAR_METRIC)) t.ok(text.includes(`# TYPE ${name} `), `${name} is declared`);
+  t.match(text, 'npcd_tcp_connect_failures_total{port="6379",reason="unreachable"} 2');
+  t.match(text, 'npcd_tcp_connect_failures_total{port="6379",reason="other"} 1');
+  t.match(text, 'npcd_tcp_retransmit_errors_total{direction="inbound",port="8080",kind="not_sent"} 1');
+  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  // promtool exits 1 for lint warnings too; only parse errors and naming problems of our own families matter.
+  const problems = `${r.stdout}${r.stderr}`.split('\n').filter((l) => l.trim() !== '' && /npcd_|error|parse/i.test(l));
+  t.same(problems, [], 'promtool reports nothing about npcd families');
+});
