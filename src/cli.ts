@@ -9,6 +9,7 @@ import { loadServeConfig, serveHelp } from './config/serve.js';
 import { NpcdError } from './errors.js';
 import { createLogger } from './log.js';
 import { startServer } from './server/app.js';
+import { runTcpAdvise } from './sidecar/advise-cli.js';
 import { runSidecar } from './sidecar/cli.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -69,6 +70,8 @@ async function main(argv: string[]): Promise<number> {
       return runCheck(rest, (s) => process.stdout.write(s));
     case 'sidecar':
       return runSidecar(rest);
+    case 'tcp-advise':
+      return runTcpAdvise(rest, (s) => process.stdout.write(s));
     case 'help':
     case '--help':
     case '-h':

@@ -27,7 +27,14 @@ export const SIDECAR_METRIC = {
   programRestarts: 'npcd_sidecar_program_restarts_total',
   outputErrors: 'npcd_sidecar_output_errors_total',
   lostEvents: 'npcd_sidecar_lost_events_total',
+  advice: 'npcd_tcp_advice',
 } as const;
+
+/** The TCP tuning advice of this host (advise-cli.ts), computed on demand. */
+export type AdviceSource = () => Promise<{ readonly advice: readonly { readonly id: string; readonly severity: string }[] }>;
+
+/** How often the advice behind npcd_tcp_advice is refreshed. */
+const ADVICE_REFRESH_MS = 60_000;
 
 export interface SidecarConfig {
   readonly ports: readonly number[];
@@ -40,6 +47,8 @@ export interface SidecarConfig {
   readonly metricsHost: string;
   readonly metricsPort: number;
   readonly runner?: RunnerOptions;
+  /** Serves /advice and npcd_tcp_advice when set. */
+  readonly advice?: AdviceSource;
 }
 
 export type Direction = 'inbound' | 'outbound';
@@ -85,6 +94,9 @@ export class Sidecar {
   readonly #lostEvents: Counter<'program'>;
   readonly #restarts: Counter<'program'>;
   #server: Server | undefined;
+  #advice: { at: number; report: Awaited<ReturnType<AdviceSource>> } | undefined;
+  #advising: Promise<Awaited<ReturnType<AdviceSource>>> | undefined;
+  #adviceTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly config: SidecarConfig,
@@ -107,6 +119,33 @@ export class Sidecar {
     this.#restarts = new Counter({ name: SIDECAR_METRIC.programRestarts, help: 'Restarts of a bpftrace program after it exited.', labelNames: ['program'], registers: [this.registry] });
     this.#outputErrors = new Counter({ name: SIDECAR_METRIC.outputErrors, help: 'Lines of bpftrace output that were not JSON records (ERR_SIDECAR_OUTPUT), or records with keys the sidecar does not watch.', labelNames: ['program'], registers: [this.registry] });
     this.#lostEvents = new Counter({ name: SIDECAR_METRIC.lostEvents, help: 'Events bpftrace reported lost.', labelNames: ['program'], registers: [this.registry] });
+    if (config.advice) {
+      const sidecar = this;
+      new Gauge({
+        name: SIDECAR_METRIC.advice,
+        help: 'TCP tuning advice for this host (npcd tcp-advise, refreshed every minute): 1 for each check by its severity (recommend, consider, unknown, ok).',
+        labelNames: ['id', 'severity'],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const a of sidecar.#advice?.report.advice ?? []) this.set({ id: a.id, severity: a.severity }, 1);
+        },
+      });
+    }
+  }
+
+  /** The advice, computed again when older than `maxAgeMs` (one computation at a time). */
+  async advice(maxAgeMs: number): Promise<Awaited<ReturnType<AdviceSource>> | undefined> {
+    const source = this.config.advice;
+    if (!source) return undefined;
+    if (this.#advice && Date.now() - this.#advice.at <= maxAgeMs) return this.#advice.report;
+    this.#advising ??= source()
+      .then((report) => {
+        this.#advice = { at: Date.now(), report };
+        return report;
+      })
+      .finally(() => (this.#advising = undefined));
+    return this.#advising;
   }
 
   /** Starts the programs and the metrics server; resolves with the bound port. */
@@ -119,7 +158,15 @@ export class Sidecar {
       this.#server!.once('error', reject);
       this.#server!.listen(this.config.metricsPort, this.config.metricsHost, () => resolve());
     });
-    return (this.#server.address() as AddressInfo).port;
+    const port = (this.#server.address() as AddressInfo).port;
+    if (this.config.advice) {
+      const refresh = () => void this.advice(0).catch((err: unknown) => this.log.warn({ err }, 'tcp advice failed'));
+      // The first advice waits for one interval of RTT samples.
+      this.#adviceTimer = setInterval(refresh, ADVICE_REFRESH_MS);
+      this.#adviceTimer.unref();
+      setTimeout(refresh, (this.config.intervalS + 1) * 1000).unref();
+    }
+    return port;
   }
 
   #runner(p: ProgramSpec, options: Parameters<typeof programArgs>[1]): ProgramRunner {
@@ -266,10 +313,12 @@ export class Sidecar {
         res.writeHead(up > 0 ? 200 : 503, { 'Content-Type': 'application/json' }).end(JSON.stringify({ status: up > 0 ? 'ok' : 'no program running', running: up, programs: this.runners.length }));
       } else if (path === '/status') {
         res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(this.status(), null, 2));
+      } else if (path === '/advice' && this.config.advice) {
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(await this.advice(10_000), null, 2));
       } else if (path === '/sockets') {
         res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(this.sockets()));
       } else {
-        res.writeHead(404, { 'Content-Type': 'application/json' }).end(JSON.stringify({ error: { code: 'ERR_HTTP_NOT_FOUND', message: `no route ${path}; try /metrics, /status, /sockets, /healthz` } }));
+        res.writeHead(404, { 'Content-Type': 'application/json' }).end(JSON.stringify({ error: { code: 'ERR_HTTP_NOT_FOUND', message: `no route ${path}; try /metrics, /status, /sockets, /advice, /healthz` } }));
       }
     } catch (err) {
       this.log.error({ err }, 'sidecar request failed');
@@ -279,6 +328,7 @@ export class Sidecar {
 
   /** Stops every program (SIGINT, then SIGKILL after `graceMs`) and the server. */
   async stop(graceMs = 5_000): Promise<void> {
+    if (this.#adviceTimer) clearInterval(this.#adviceTimer);
     await Promise.all(this.runners.map((r) => r.stop(graceMs)));
     const server = this.#server;
     if (!server) return;
