@@ -45,7 +45,7 @@ const promtool = spawnSync('promtool', ['--version']).status === 0;
 
 t.test('the whole /metrics page passes promtool check metrics', { skip: promtool ? false : 'promtool is not installed (apt install prometheus)' }, async (t) => {
   const s = new Sidecar(
-    { ports: [8080, 6379], netns: 0, intervalS: 5, bpftrace: 'bpftrace', bpfDir: '', socketRtt: true, metricsHost: '127.0.0.1', metricsPort: 0 },
+    { ports: [8080, 6379], netns: 0, intervalS: 5, bpftrace: 'bpftrace', bpfDir: '', socketRtt: true, metricsHost: '127.0.0.1', metricsPort: 0, advice: async () => ({ advice: [{ id: 'notsent-lowat', severity: 'recommend' }] }) },
     {} as Capabilities,
     { run: [], skipped: [], notes: [], blockers: [] },
     silentLogger,
@@ -63,6 +63,7 @@ t.test('the whole /metrics page passes promtool check metrics', { skip: promtool
   ]) {
     for (const r of parseBpftraceLine(line)) s.ingest('test', r);
   }
+  await s.advice(0);
   const text = await s.metrics();
   for (const name of Object.values(SIDECAR_METRIC)) t.ok(text.includes(`# TYPE ${name} `), `${name} is declared`);
   t.match(text, 'npcd_tcp_connect_failures_total{port="6379",reason="unreachable"} 2');
@@ -72,4 +73,37 @@ t.test('the whole /metrics page passes promtool check metrics', { skip: promtool
   // promtool exits 1 for lint warnings too; only parse errors and naming problems of our own families matter.
   const problems = `${r.stdout}${r.stderr}`.split('\n').filter((l) => l.trim() !== '' && /npcd_|error|parse/i.test(l));
   t.same(problems, [], 'promtool reports nothing about npcd families');
+});
+
+t.test('the advisor behind /advice feeds npcd_tcp_advice, one series per check, computed once at a time', async (t) => {
+  let calls = 0;
+  const s = new Sidecar(
+    {
+      ports: [8080],
+      netns: 0,
+      intervalS: 5,
+      bpftrace: 'bpftrace',
+      bpfDir: '',
+      socketRtt: true,
+      metricsHost: '127.0.0.1',
+      metricsPort: 0,
+      advice: async () => {
+        calls++;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return { advice: [{ id: 'notsent-lowat', severity: 'recommend' }, { id: 'tcp-rmem-max', severity: 'ok' }] };
+      },
+    },
+    {} as Capabilities,
+    { run: [], skipped: [], notes: [], blockers: [] },
+    silentLogger,
+  );
+  t.notMatch(await s.metrics(), /npcd_tcp_advice\{/, 'no series before the first advice');
+  const [a, b] = await Promise.all([s.advice(0), s.advice(0)]);
+  t.equal(calls, 1, 'concurrent requests share one computation');
+  t.equal(a, b);
+  await s.advice(60_000);
+  t.equal(calls, 1, 'a fresh report is reused');
+  const text = await s.metrics();
+  t.match(text, 'npcd_tcp_advice{id="notsent-lowat",severity="recommend"} 1');
+  t.match(text, 'npcd_tcp_advice{id="tcp-rmem-max",severity="ok"} 1');
 });
