@@ -1,6 +1,7 @@
 /**
- * The sidecar's TCP metric families, accumulated from the deltas its bpftrace
- * programs print each interval and rendered in the Prometheus text format.
+ * The sidecar's TCP metric families, accumulated from what its bpftrace
+ * programs print each interval (the growth of their totals, see sidecar.ts)
+ * and rendered in the Prometheus text format.
  * prom-client cannot take ready-made bucket counts, so these families render
  * themselves; the sidecar's own process metrics still come from prom-client.
  */

@@ -49,6 +49,8 @@ const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
 export interface ProgramStatus {
   readonly name: string;
   readonly running: boolean;
+  /** Its probes are attached (it printed its BEGIN line). */
+  readonly ready: boolean;
   readonly pid?: number;
   readonly restarts: number;
   readonly attachedProbes?: number;
@@ -64,6 +66,7 @@ export class ProgramRunner {
   #timer: NodeJS.Timeout | undefined;
   #startedAt = 0;
   #attached: number | undefined;
+  #ready = false;
   #lastExit: ProgramStatus['lastExit'];
   readonly #stderr: string[] = [];
   #exitWaiters: (() => void)[] = [];
@@ -92,6 +95,7 @@ export class ProgramRunner {
     this.#child = child;
     this.#startedAt = Date.now();
     this.#attached = undefined;
+    this.#ready = false;
     const name = this.command.name;
     createInterface({ input: child.stdout! }).on('line', (line) => {
       let records: BpftraceRecord[];
@@ -103,6 +107,8 @@ export class ProgramRunner {
       }
       for (const r of records) {
         if (r.type === 'attached_probes') this.#attached = r.probes;
+        // BEGIN prints "NAME: tracing ..." once every probe is attached.
+        if (r.type === 'printf' && r.text.startsWith(`${name}: tracing`)) this.#ready = true;
         this.hooks.record(name, r);
       }
     });
@@ -123,6 +129,7 @@ export class ProgramRunner {
   #onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (this.#child !== child) return;
     this.#child = undefined;
+    this.#ready = false;
     this.#lastExit = { code, signal, at: new Date().toISOString() };
     const waiters = this.#exitWaiters;
     this.#exitWaiters = [];
@@ -159,6 +166,7 @@ export class ProgramRunner {
     return {
       name: this.command.name,
       running: this.#child !== undefined,
+      ready: this.#ready,
       ...(this.#child?.pid === undefined ? {} : { pid: this.#child.pid }),
       restarts: this.#restarts,
       ...(this.#attached === undefined ? {} : { attachedProbes: this.#attached }),

@@ -1,5 +1,5 @@
 /**
- * The sidecar: runs the chosen bpftrace programs, turns the deltas they print
+ * The sidecar: runs the chosen bpftrace programs, turns the totals they print
  * into cumulative Prometheus families, and serves them with its own process
  * metrics on its own port. Labels stay bounded: direction (inbound or
  * outbound) and a watched service port, never an ephemeral port or a
@@ -94,6 +94,8 @@ export class Sidecar {
   readonly #lostEvents: Counter<'program'>;
   readonly #restarts: Counter<'program'>;
   #server: Server | undefined;
+  /** The last totals each program printed, per map entry (see #delta). */
+  readonly #totals = new Map<string, Map<string, number>>();
   #advice: { at: number; report: Awaited<ReturnType<AdviceSource>> } | undefined;
   #advising: Promise<Awaited<ReturnType<AdviceSource>>> | undefined;
   #adviceTimer: NodeJS.Timeout | undefined;
@@ -109,11 +111,11 @@ export class Sidecar {
     const runners = this.runners;
     new Gauge({
       name: SIDECAR_METRIC.programUp,
-      help: 'Whether a bpftrace program of the sidecar is running (1) or waiting to restart (0).',
+      help: 'Whether a bpftrace program of the sidecar runs with its probes attached (1), or is starting or waiting to restart (0).',
       labelNames: ['program'],
       registers: [this.registry],
       collect() {
-        for (const r of runners) this.set({ program: r.name }, r.status().running ? 1 : 0);
+        for (const r of runners) this.set({ program: r.name }, r.status().ready ? 1 : 0);
       },
     });
     this.#restarts = new Counter({ name: SIDECAR_METRIC.programRestarts, help: 'Restarts of a bpftrace program after it exited.', labelNames: ['program'], registers: [this.registry] });
@@ -184,7 +186,11 @@ export class Sidecar {
           this.#restarts.inc({ program });
           log.error({ program, code, signal, restartInMs }, 'bpftrace program exited; restarting');
         },
-        started: (program, pid) => log.info({ program, pid }, 'bpftrace program started'),
+        started: (program, bpftracePid) => {
+          // A new run counts from zero again.
+          this.#totals.delete(program);
+          log.info({ program, bpftracePid }, 'bpftrace program started');
+        },
       },
       this.config.runner ?? DEFAULT_RUNNER_OPTIONS,
     );
@@ -214,7 +220,23 @@ export class Sidecar {
     }
   }
 
-  #hist(program: string, name: string, keys: readonly string[], buckets: readonly HistBucket[]): void {
+  /**
+   * The programs print totals since they started (their maps are never
+   * cleared, so no event is lost between a print and a clear); this turns a
+   * total into what is new since the program's previous print. A total below
+   * the last one means the program started again.
+   */
+  #delta(program: string, entry: string, total: number): number {
+    let totals = this.#totals.get(program);
+    if (!totals) this.#totals.set(program, (totals = new Map()));
+    const last = totals.get(entry) ?? 0;
+    totals.set(entry, total);
+    return total >= last ? total - last : total;
+  }
+
+  #hist(program: string, name: string, keys: readonly string[], totals: readonly HistBucket[]): void {
+    const entry = `${name}\u0000${keys.join(',')}\u0000`;
+    const buckets = totals.map((b) => ({ ...b, count: this.#delta(program, `${entry}${b.min}:${b.max}`, b.count) }));
     switch (name) {
       case '@tcp_srtt_us':
         return this.#withDirPort(program, keys, (l) => this.srtt.addHist(l, buckets));
@@ -227,7 +249,8 @@ export class Sidecar {
     }
   }
 
-  #stats(program: string, name: string, keys: readonly string[], stats: Stats): void {
+  #stats(program: string, name: string, keys: readonly string[], totals: Stats): void {
+    const stats = { total: this.#delta(program, `${name}\u0000${keys.join(',')}`, totals.total) };
     switch (name) {
       case '@tcp_srtt_us_stats':
         return this.#withDirPort(program, keys, (l) => this.srtt.addSumMicros(l, stats.total));
@@ -240,7 +263,9 @@ export class Sidecar {
     }
   }
 
-  #map(program: string, name: string, keys: readonly string[], value: number): void {
+  #map(program: string, name: string, keys: readonly string[], total: number): void {
+    // Every map but the per-socket one holds counts since the program started.
+    const value = name === '@tcp_srtt_sock_us' ? total : this.#delta(program, `${name}\u0000${keys.join(',')}`, total);
     switch (name) {
       case '@tcp_connect_failures':
         return this.#withPort(program, keys[0], (port) => this.connectFailures.add({ port, reason: CONNECT_FAILURE_REASON[keys[1] ?? ''] ?? 'other' }, value));
@@ -251,7 +276,7 @@ export class Sidecar {
       case '@tcp_synack_retransmits':
         return this.#withPort(program, keys[0], (port) => this.synackRetransmits.add({ port }, value));
       case '@tcp_srtt_sock_us':
-        return this.#withPort(program, keys[1], (port) => this.#socket(keys[0]!, Number(port), value));
+        return this.#withPort(program, keys[1], (port) => this.#socket(keys[0]!, Number(port), total));
       default:
         return this.#unknown(program, name);
     }
@@ -309,7 +334,7 @@ export class Sidecar {
         const body = await this.metrics();
         res.writeHead(200, { 'Content-Type': this.registry.contentType }).end(body);
       } else if (path === '/healthz') {
-        const up = this.runners.filter((r) => r.status().running).length;
+        const up = this.runners.filter((r) => r.status().ready).length;
         res.writeHead(up > 0 ? 200 : 503, { 'Content-Type': 'application/json' }).end(JSON.stringify({ status: up > 0 ? 'ok' : 'no program running', running: up, programs: this.runners.length }));
       } else if (path === '/status') {
         res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(this.status(), null, 2));

@@ -74,49 +74,71 @@ t.test('hist() buckets land under the first log2 edge at or above their maximum'
   t.equal(le({ min: 30, count: 1 }), Infinity, "lhist's overflow bucket");
 });
 
-t.test('recorded tcp-srtt output accumulates into cumulative histograms with sums, and per-socket RTTs by cookie', async (t) => {
+/** The last value each key had in a recorded file: the programs print totals since they started. */
+function lastTotals(recs: BpftraceRecord[], name: string): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  for (const r of recs) if (r.type !== 'printf' && 'name' in r && r.name === name) for (const e of r.entries) out.set(e.keys.join(','), e.value);
+  return out;
+}
+
+const histCount = (v: unknown) => (v as { count: number }[]).reduce((n, b) => n + b.count, 0);
+
+t.test('recorded tcp-srtt output: totals become cumulative histograms with sums, per-socket RTTs by cookie', async (t) => {
   const s = sidecar([8080, 9090]);
   const recs = records('tcp-srtt.json');
   for (const r of recs) s.ingest('tcp-srtt', r);
-  // Expected totals straight from the raw records: every interval's delta adds up.
-  const raw = (name: string, key: string) =>
-    recs.flatMap((r) => (r.type !== 'printf' && 'name' in r && r.name === name ? r.entries.filter((e) => e.keys.join(',') === key) : []));
-  const countOf = (key: string) => raw('@tcp_srtt_us', key).reduce((n, e) => n + (e.value as { count: number }[]).reduce((m, b) => m + b.count, 0), 0);
-  const sumOf = (key: string) => raw('@tcp_srtt_us_stats', key).reduce((n, e) => n + (e.value as { total: number }).total, 0);
-  for (const [dir, key] of [['inbound', 'in,9090'], ['inbound', 'in,8080'], ['outbound', 'out,8080'], ['outbound', 'out,9090']] as const) {
-    const snap = s.srtt.snapshot({ direction: dir, port: key.split(',')[1]! })!;
-    t.equal(snap.count, countOf(key), `${key}: count`);
-    t.ok(Math.abs(snap.sum - sumOf(key) / 1e6) < 1e-9, `${key}: sum in seconds`);
+  const hists = lastTotals(recs, '@tcp_srtt_us');
+  const stats = lastTotals(recs, '@tcp_srtt_us_stats');
+  t.ok(hists.size >= 4, 'both directions of both ports were recorded');
+  for (const [key, value] of hists) {
+    const [dir, port] = key.split(',') as [string, string];
+    const snap = s.srtt.snapshot({ direction: dir === 'in' ? 'inbound' : 'outbound', port })!;
+    t.equal(snap.count, histCount(value), `${key}: count is the last total, not the sum of prints`);
+    t.ok(Math.abs(snap.sum - (stats.get(key) as { total: number }).total / 1e6) < 1e-9, `${key}: sum in seconds`);
+    t.equal(snap.cumulative.at(-1), snap.count, `${key}: the +Inf bucket holds every sample`);
   }
-  t.ok(countOf('out,8080') > 1, 'several intervals were recorded');
-  // The first interval's out,8080 sample was in [16, 31] µs: it counts under le = 32 µs (index 5) and every edge above.
-  const out8080 = s.srtt.snapshot({ direction: 'outbound', port: '8080' })!;
-  t.ok(out8080.cumulative[5]! >= 1);
-  t.equal(out8080.cumulative.at(-1), out8080.count, 'the +Inf bucket holds every sample');
   const text = await s.metrics();
-  t.ok(text.includes(`npcd_tcp_srtt_seconds_count{direction="outbound",port="8080"} ${countOf('out,8080')}\n`));
-  const last = raw('@tcp_srtt_sock_us', '18998,9090').at(-1)!.value as number;
-  const sock = s.sockets().find((x) => x.cookie === (18998).toString(16));
-  t.same({ port: sock?.port, srttUs: sock?.srttUs }, { port: 9090, srttUs: last }, 'cookie 18998 (sk:4a36 in ss) keeps its latest srtt');
+  t.ok(text.includes(`npcd_tcp_srtt_seconds_count{direction="outbound",port="8080"} ${histCount(hists.get('out,8080'))}\n`));
+  const socks = lastTotals(recs, '@tcp_srtt_sock_us');
+  const [cookieKey, srtt] = [...socks].at(-1)!;
+  const [cookie, port] = cookieKey.split(',');
+  const sock = s.sockets().find((x) => x.cookie === BigInt(cookie!).toString(16));
+  t.same({ port: sock?.port, srttUs: sock?.srttUs }, { port: Number(port), srttUs: srtt }, 'a socket keeps its latest srtt, by cookie in hex as ss prints it');
 });
 
 t.test('recorded tcp-connect output: durations, failures by reason, handshake RTT in both directions', async (t) => {
   const s = sidecar([8080, 9090, 9999, 18080, 18081]);
-  for (const r of records('tcp-connect.json')) s.ingest('tcp-connect', r);
-  t.equal(s.connectDuration.snapshot({ port: '8080' })?.count, 2);
-  t.equal(s.connectFailures.value({ port: '9999', reason: 'refused' }), 2);
+  const recs = records('tcp-connect.json');
+  for (const r of recs) s.ingest('tcp-connect', r);
+  const lat = lastTotals(recs, '@tcp_connect_latency_us');
+  t.equal(s.connectDuration.snapshot({ port: '8080' })?.count, histCount(lat.get('8080')));
+  t.equal(s.connectDuration.snapshot({ port: '8080' })?.count, 2, 'curl to the veth server, and the bulk download');
+  const failures = lastTotals(recs, '@tcp_connect_failures');
+  t.equal(s.connectFailures.value({ port: '9999', reason: 'refused' }), failures.get('9999,111'));
+  t.equal(s.connectFailures.value({ port: '9999', reason: 'refused' }), 2, 'IPv4 and IPv6 refused');
   t.equal(s.connectFailures.value({ port: '9999', reason: 'aborted' }), 1);
   t.equal(s.connectFailures.value({ port: '9090', reason: 'timeout' }), 1);
-  t.equal(s.handshakeRtt.snapshot({ direction: 'inbound', port: '8080' })?.count, 2);
+  const hs = lastTotals(recs, '@tcp_handshake_rtt_us');
+  t.equal(s.handshakeRtt.snapshot({ direction: 'inbound', port: '8080' })?.count, histCount(hs.get('in,8080')));
   t.equal(s.handshakeRtt.snapshot({ direction: 'outbound', port: '18081' })?.count, 1);
 });
 
-t.test('recorded tcp-retrans output: deltas add up; failed attempts by kind', async (t) => {
+t.test('recorded tcp-retrans output: totals, not the sum of prints; failed attempts by kind', async (t) => {
   const s = sidecar([8080, 9090]);
-  for (const r of records('tcp-retrans.json')) s.ingest('tcp-retrans', r);
-  t.equal(s.retransmits.value({ direction: 'inbound', port: '8080' }), 103 + 23 + 57 + 10);
-  t.equal(s.retransmits.value({ direction: 'outbound', port: '9090' }), 2);
-  t.equal(s.retransmitErrors.value({ direction: 'inbound', port: '8080', kind: 'dropped' }), 18);
+  const recs = records('tcp-retrans.json');
+  for (const r of recs) s.ingest('tcp-retrans', r);
+  const totals = lastTotals(recs, '@tcp_retransmits');
+  t.ok((totals.get('in,8080') as number) > 0);
+  t.equal(s.retransmits.value({ direction: 'inbound', port: '8080' }), totals.get('in,8080'));
+  t.equal(s.retransmits.value({ direction: 'outbound', port: '9090' }), totals.get('out,9090'));
+  t.equal(s.retransmitErrors.value({ direction: 'inbound', port: '8080', kind: 'dropped' }), lastTotals(recs, '@tcp_retransmit_errors').get('in,8080,1'));
+});
+
+t.test('a program that starts again counts from zero: totals below the last ones are new counts', async (t) => {
+  const s = sidecar([8080]);
+  const line = (n: number) => parseBpftraceLine(`{"type": "map", "data": {"@tcp_retransmits": {"in,8080": ${n}}}}`)[0]!;
+  for (const n of [5, 9, 9, 2, 6]) s.ingest('tcp-retrans', line(n));
+  t.equal(s.retransmits.value({ direction: 'inbound', port: '8080' }), 9 + 6, '9 in the first run, 6 in the second');
 });
 
 t.test('keys outside the watched ports never become label values', async (t) => {
