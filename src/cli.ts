@@ -11,6 +11,7 @@ import { createLogger } from './log.js';
 import { startServer } from './server/app.js';
 import { runTcpAdvise } from './sidecar/advise-cli.js';
 import { runSidecar } from './sidecar/cli.js';
+import { stopOnSignals } from './signals.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -33,29 +34,7 @@ async function serve(argv: string[]): Promise<number> {
   }
   const logger = createLogger(config.logLevel);
   const server = await startServer(config, { logger });
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    signals++;
-    if (signals > 1) {
-      logger.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
-    }
-    logger.info({ signal }, 'signal received: graceful shutdown');
-    server.shutdown().then(
-      () => {
-        logger.info('shutdown complete');
-        logger.flush();
-        // Keep-alive HTTP sockets may linger; nothing is in flight any more.
-        setTimeout(() => process.exit(0), 50).unref();
-      },
-      (err: unknown) => {
-        logger.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  stopOnSignals(logger, () => server.shutdown(), { stopping: 'signal received: graceful shutdown', stopped: 'shutdown complete' });
   return -1; // keep running
 }
 

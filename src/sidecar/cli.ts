@@ -8,6 +8,7 @@ import { statSync } from 'node:fs';
 import { NpcdError } from '../errors.js';
 import { formatHelp, parseFlags, type FlagTable } from '../config/flags.js';
 import { createLogger } from '../log.js';
+import { stopOnSignals } from '../signals.js';
 import { detectCapabilities } from './capabilities.js';
 import { collectTcpAdvice } from './advise-cli.js';
 import { ALL_TRACEPOINTS, DEFAULT_BPF_DIR, MAX_PORTS, selectPrograms, type Selection } from './programs.js';
@@ -131,24 +132,6 @@ export async function runSidecar(argv: string[], env: NodeJS.ProcessEnv = proces
   const sidecar = new Sidecar(config, caps, selection, logger.child({ component: 'sidecar' }));
   port = await sidecar.start();
   logger.info({ port, ports, netns, programs: selection.run.map((p) => p.name) }, 'sidecar serving /metrics');
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'stopping the bpftrace programs');
-    sidecar.stop().then(
-      () => {
-        logger.info('sidecar stopped; no program left attached');
-        logger.flush();
-        setTimeout(() => process.exit(0), 50).unref();
-      },
-      (err: unknown) => {
-        logger.error({ err }, 'sidecar stop failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  stopOnSignals(logger, () => sidecar.stop(), { stopping: 'stopping the bpftrace programs', stopped: 'sidecar stopped; no program left attached' });
   return -1;
 }

@@ -1,5 +1,6 @@
 /** Runs the built CLI (dist/cli.js) as a child process, for tests that need real signals. */
 import { type ChildProcess, spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 
@@ -33,26 +34,34 @@ export function startCli(t: Test, args: string[], env: Record<string, string> = 
     if (child.exitCode === null) child.kill('SIGKILL');
   });
   return new Promise((resolve, reject) => {
-    let buf = '';
     let stderr = '';
     child.stderr!.on('data', (d) => (stderr += d));
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          const entry = JSON.parse(line) as Record<string, unknown>;
-          logs.push(entry);
-          if (typeof entry.port === 'number' && String(entry.msg).startsWith('npcd listening')) {
-            resolve({ child, port: entry.port, logs, exited });
-          }
-        } catch {
-          // not a log line
-        }
+    onJsonLines(child.stdout!, (entry) => {
+      logs.push(entry);
+      if (typeof entry.port === 'number' && String(entry.msg).startsWith('npcd listening')) {
+        resolve({ child, port: entry.port, logs, exited });
       }
     });
     void exited.then(({ code }) => reject(new Error(`npcd exited (${code}) before listening: ${stderr}`)));
+  });
+}
+
+/** Calls `onEntry` with each JSON line (a pino log entry) of `stream`; other lines are skipped. */
+export function onJsonLines(stream: Readable, onEntry: (entry: Record<string, unknown>) => void): void {
+  let buf = '';
+  stream.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let entry: unknown;
+      try {
+        entry = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      if (typeof entry === 'object' && entry !== null) onEntry(entry as Record<string, unknown>);
+    }
   });
 }

@@ -19,7 +19,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Test } from 'tap';
-import { CLI } from './child.js';
+import { CLI, onJsonLines } from './child.js';
 
 /** Interval the tests run the programs at (--interval). */
 export const INTERVAL_MS = 1_000;
@@ -224,23 +224,11 @@ export class SidecarProcess {
     );
     child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
     this.#serving = new Promise((resolve, reject) => {
-      let buf = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          let entry: LogLine;
-          try {
-            entry = JSON.parse(line) as LogLine;
-          } catch {
-            continue;
-          }
-          this.logs.push(entry);
-          if (entry.msg === 'bpftrace program started' && typeof entry.bpftracePid === 'number') this.bpftracePids.add(entry.bpftracePid);
-          if (entry.msg === 'sidecar serving /metrics' && typeof entry.port === 'number') resolve(entry.port);
-        }
+      onJsonLines(child.stdout!, (e) => {
+        const entry = e as LogLine;
+        this.logs.push(entry);
+        if (entry.msg === 'bpftrace program started' && typeof entry.bpftracePid === 'number') this.bpftracePids.add(entry.bpftracePid);
+        if (entry.msg === 'sidecar serving /metrics' && typeof entry.port === 'number') resolve(entry.port);
       });
       void this.exited.then(({ code, signal }) => reject(new Error(`npcd sidecar exited (code ${code}, signal ${signal}) before serving /metrics:\n${this.stderr}`)));
     });
