@@ -7,7 +7,7 @@
  * sidecar can say which programs it runs and why.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface Check {
@@ -123,7 +123,12 @@ async function checkBpftrace(bin: string, exec: Exec): Promise<Check & { version
 
 async function checkTracefs(root: string, mayMount: boolean, exec: Exec): Promise<Check & { path?: string; mountedNow?: boolean }> {
   for (const p of TRACEFS_PATHS) {
-    if (existsSync(join(root, p, 'events'))) return { ok: true, detail: `mounted at /${p}`, path: join(root, p) };
+    try {
+      statSync(join(root, p, 'events'));
+      return { ok: true, detail: `mounted at /${p}`, path: join(root, p) };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EACCES') return { ok: false, detail: `/${p} is not readable by this user (it is root's)` };
+    }
   }
   const target = join(root, TRACEFS_PATHS[0]!);
   if (!mayMount) return { ok: false, detail: `not mounted (mount -t tracefs nodev /${TRACEFS_PATHS[0]})` };

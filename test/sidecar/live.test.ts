@@ -14,7 +14,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { runCli } from '../helpers/child.js';
+import { CLI, runCli } from '../helpers/child.js';
 import { createNetns, netnsInode, Peer, ssSockets } from '../helpers/netns.js';
 import {
   bpfPrograms,
@@ -310,4 +310,14 @@ t.test('npcd sidecar --check, and bad --ports', { skip }, async (t) => {
     t.match(r.stderr, /ERR_CONFIG_INVALID/, `--ports ${ports}: ERR_CONFIG_INVALID`);
     t.match(r.stderr, ports === '0' ? /--ports must list ports from 1 to 65535/ : /--ports takes at most 8 ports/, 'the message names --ports');
   }
+});
+
+t.test('run as an unprivileged user, the sidecar says why it cannot trace and exits 1', { skip: skip || (existsSync('/usr/bin/setpriv') ? false : 'needs setpriv (util-linux)') }, async (t) => {
+  // The same binary and dist/, as user nobody: no capabilities, tracefs not readable.
+  const r = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, CLI, 'sidecar', '--metrics-port', '0'], { encoding: 'utf8', timeout: 60_000 });
+  t.equal(r.status, 1, 'exit 1: nothing can run');
+  t.match(r.stderr, /^npcd: ERR_SIDECAR_UNSUPPORTED: npcd sidecar cannot trace here: not root and without CAP_BPF\+CAP_PERFMON/m);
+  t.match(r.stderr, /^ {2}privileges {2}no {2}not root/m, 'the report names the failed check');
+  t.match(r.stderr, /cannot run: tracefs \/sys\/kernel\/tracing is not readable by this user/);
+  t.equal(spawnSync('pgrep', ['-u', 'nobody', '-x', 'bpftrace']).status, 1, 'no bpftrace was started');
 });
