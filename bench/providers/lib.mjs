@@ -132,3 +132,14 @@ export function machineTicks() {
     return { busy: total - f[3] - f[4], total };
   } catch { return null; }
 }
+
+/** Waits until `port` accepts connections, at most `seconds`; false if the child exited or time ran out. */
+export async function waitPort(child, port, seconds, stepMs = 100) {
+  const until = Date.now() + seconds * 1000;
+  while (Date.now() < until) {
+    if (child.exited) return false;
+    if (await portOpen(port)) return true;
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+  return false;
+}

@@ -8,7 +8,7 @@ import { tmpdir, cpus, totalmem } from 'node:os';
 import { join, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { freePort, portOpen, processTree, cmdline, replyTokens, loadAvg, machineTicks, clockTicks } from './lib.mjs';
+import { freePort, waitPort, processTree, cmdline, replyTokens, loadAvg, machineTicks, clockTicks } from './lib.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..', '..');
@@ -119,15 +119,6 @@ async function stopAll() {
 process.on('SIGINT', () => { stopAll().then(() => process.exit(130)); });
 process.on('SIGTERM', () => { stopAll().then(() => process.exit(143)); });
 
-async function waitPort(child, port, seconds) {
-  const until = Date.now() + seconds * 1000;
-  while (Date.now() < until) {
-    if (child.exited) return false;
-    if (await portOpen(port)) return true;
-    await sleep(200);
-  }
-  return false;
-}
 
 async function getJson(url, init) {
   const res = await fetch(url, init);
