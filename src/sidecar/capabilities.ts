@@ -96,18 +96,32 @@ export async function detectCapabilities(options: DetectOptions): Promise<Capabi
   return { privileged, bpftrace, tracefs, btf, kprobes, fentry, tracepoints, libbpfTools };
 }
 
+/**
+ * What matters is the effective capability set, not the uid: root in a
+ * container with its capabilities dropped cannot load BPF programs either.
+ */
 function checkPrivileges(root: string): Check {
-  if (process.getuid?.() === 0) return { ok: true, detail: 'running as root' };
-  let eff = 0n;
+  const isRoot = process.getuid?.() === 0;
+  let eff: bigint | undefined;
   try {
     const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync(join(root, 'proc/self/status'), 'utf8'));
     if (m) eff = BigInt(`0x${m[1]}`);
   } catch {
-    // No /proc: treated as no capabilities.
+    // No /proc: judged by the uid alone.
   }
-  const has = (bit: bigint) => (eff >> bit) & 1n;
-  if (has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) return { ok: true, detail: 'not root, but has CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)' };
-  return { ok: false, detail: 'not root and without CAP_BPF+CAP_PERFMON: bpftrace cannot load BPF programs (run the sidecar as root)' };
+  if (eff === undefined) {
+    return isRoot ? { ok: true, detail: 'running as root' } : { ok: false, detail: 'not root: bpftrace cannot load BPF programs (run the sidecar as root)' };
+  }
+  const has = (bit: bigint) => ((eff >> bit) & 1n) === 1n;
+  if (has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) {
+    return { ok: true, detail: isRoot ? 'running as root' : 'not root, but has CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)' };
+  }
+  return {
+    ok: false,
+    detail: isRoot
+      ? 'running as root but without CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN (capabilities dropped, e.g. in a container): bpftrace cannot load BPF programs'
+      : 'not root and without CAP_BPF+CAP_PERFMON: bpftrace cannot load BPF programs (run the sidecar as root)',
+  };
 }
 
 async function checkBpftrace(bin: string, exec: Exec): Promise<Check & { version?: string }> {
