@@ -19,6 +19,11 @@ export const MAX_CHARACTER_REF_LENGTH = 200;
 
 export type Fields = Record<string, unknown>;
 
+/** A plain object (not null, not an array). */
+export function isRecord(value: unknown): value is Fields {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
 export function asMap(value: unknown, what: string): Fields {
   if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Uint8Array) {
     throw new NpcdError('ERR_PROTOCOL_INVALID_FRAME', `${what} must be a map/object`);

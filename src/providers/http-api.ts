@@ -3,6 +3,7 @@
  * options, the request headers, and the small helpers for reading JSON
  * bodies and turning upstream text into a short, single-line message.
  */
+import { isRecord } from '../protocol/validate.js';
 import { type StreamDecoder, type StreamEvent, UpstreamError } from './api.js';
 import { decodeChunks } from './chunks.js';
 import { NdjsonDecoder } from './ndjson.js';
@@ -72,10 +73,7 @@ export const MESSAGE_CHARS = 500;
  */
 export const EVENTS_AFTER_END = 16;
 
-/** A plain object (not null, not an array). */
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
+export { isRecord };
 
 /** Parses one JSON chunk of a stream that must be an object; `what` names it in the error. */
 export function parseJsonObject(text: string, what: string): Record<string, unknown> {

@@ -32,14 +32,6 @@ export interface RemoteLimits {
   readonly backoffMaxMs: number;
 }
 
-export const DEFAULT_REMOTE_LIMITS: RemoteLimits = {
-  ttftTimeoutMs: 30_000,
-  totalTimeoutMs: 300_000,
-  retries: 2,
-  backoffBaseMs: 100,
-  backoffMaxMs: 2_000,
-};
-
 export type AttemptOutcome = 'ok' | 'cancelled' | UpstreamReason;
 
 /** Hooks for metrics and logs; providers know nothing of prom-client. */

@@ -32,16 +32,6 @@ export interface UpstreamOptions {
   readonly unhealthyAfter: number;
 }
 
-export const DEFAULT_UPSTREAM_OPTIONS: UpstreamOptions = {
-  connections: 200,
-  idleTimeoutMs: 300_000,
-  connectTimeoutMs: 5_000,
-  acquireTimeoutMs: 3_000,
-  tcpKeepAliveMs: 60_000,
-  healthIntervalMs: 10_000,
-  unhealthyAfter: 2,
-};
-
 /** Bytes of a health check's answer read (a model list); a longer one closes its connection. */
 const MAX_HEALTH_BODY = 1024 * 1024;
 
@@ -152,7 +142,7 @@ export class Upstream {
 
   /**
    * Sends a streamed request holding a slot; resolves once the response
-   * headers arrived, with the body to be taken chunk by chunk (see
+   * headers arrived, its body handed over chunk by chunk (see
    * StreamedResponse). Network failures become UpstreamError('unavailable');
    * an abort rejects with the signal's reason.
    */
@@ -272,11 +262,11 @@ interface Consumer {
 const RESPONSE_HIGH_WATER = 256 * 1024;
 
 /**
- * A response whose body is handed over in batches of chunks, as they came,
- * with no stream object in between: the reader takes everything that
- * arrived since its last take, and waits only when nothing did. This keeps a
- * token's way from the socket to the client to a few calls (an undici
- * Readable and its async iterator cost several promises per chunk).
+ * A response whose body goes to its reader chunk by chunk on the socket's own
+ * callback (consume()), with no stream object in between: a token's way from
+ * the socket to the client stays a few calls (an undici Readable and its
+ * async iterator cost several promises per chunk). Chunks that arrive before
+ * the reader is attached wait in a bounded queue.
  */
 export class StreamedResponse implements Dispatcher.DispatchHandler {
   statusCode = 0;
@@ -289,7 +279,6 @@ export class StreamedResponse implements Dispatcher.DispatchHandler {
   #queued = 0;
   #ended = false;
   #failure: unknown;
-  #wake: (() => void) | undefined;
   /** Promises of the consumer that hold the reading paused. */
   #held = 0;
   #consumer: Consumer | undefined;
@@ -321,7 +310,6 @@ export class StreamedResponse implements Dispatcher.DispatchHandler {
     this.#queued += chunk.length;
     // undici hands over the chunk it is parsing even when paused from outside its callback.
     if (this.#consumer || this.#queued > RESPONSE_HIGH_WATER) controller.pause();
-    this.#notify();
   }
 
   onResponseEnd(): void {
@@ -337,7 +325,6 @@ export class StreamedResponse implements Dispatcher.DispatchHandler {
 
   #finish(): void {
     this.signal.removeEventListener('abort', this.#onAbort);
-    this.#notify();
     this.#drain();
   }
 
@@ -347,7 +334,7 @@ export class StreamedResponse implements Dispatcher.DispatchHandler {
    * end. A returned promise holds the reading (the socket is paused) until it
    * settles; `false` stops the body (as close() does) and resolves. Resolves
    * when the body ended; rejects with the failure that ended it, or with what
-   * `onChunk` threw. Only one consumer, and not together with take().
+   * `onChunk` threw. Only one consumer.
    */
   consume(onChunk: ChunkConsumer): Promise<void> {
     return new Promise<void>((resolve, reject) => {
@@ -416,57 +403,19 @@ export class StreamedResponse implements Dispatcher.DispatchHandler {
     );
   }
 
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
-  }
-
-  /**
-   * The chunks that arrived since the last take; undefined when none did
-   * yet (wait, then take again); null once the body ended. Throws the
-   * failure that ended it otherwise (a reset, an abort).
-   */
-  take(): Buffer[] | null | undefined {
-    if (this.#chunks.length > 0) {
-      const chunks = this.#chunks;
-      this.#chunks = [];
-      this.#queued = 0;
-      if (this.#controller?.paused) this.#controller.resume();
-      return chunks;
-    }
-    if (this.#failure !== undefined) throw this.#failure;
-    return this.#ended ? null : undefined;
-  }
-
-  /** Resolves when there is something new to take. */
-  wait(): Promise<void> {
-    if (this.#chunks.length > 0 || this.#ended || this.#failure !== undefined) return Promise.resolve();
-    return new Promise<void>((resolve) => (this.#wake = resolve));
-  }
-
   /** Reads at most `limit` bytes of the body as text (an error answer), then stops it. */
   async text(limit: number): Promise<string> {
     const parts: Buffer[] = [];
     let size = 0;
     try {
-      for (;;) {
-        const chunks = this.take();
-        if (chunks === null) break;
-        if (chunks === undefined) {
-          await this.wait();
-          continue;
-        }
-        for (const c of chunks) {
-          parts.push(c);
-          size += c.length;
-        }
-        if (size >= limit) break;
-      }
+      await this.consume((chunk) => {
+        if (chunk === null) return;
+        parts.push(chunk);
+        size += chunk.length;
+        if (size >= limit) return false;
+      });
     } catch {
       // A cut error body still explains something with what arrived.
-    } finally {
-      this.close();
     }
     return Buffer.concat(parts).subarray(0, limit).toString('utf8');
   }

@@ -10,7 +10,7 @@ import type { ClientMessages } from '../dialogue/prompt.js';
 import type { Sampling } from '../dialogue/turn.js';
 import { NpcdError } from '../errors.js';
 import type { ChatMessage } from '../providers/types.js';
-import { type Fields, MAX_CHARACTER_REF_LENGTH, optionalSessionId, ownField, SESSION_ID_RE } from '../protocol/validate.js';
+import { type Fields, isRecord, MAX_CHARACTER_REF_LENGTH, optionalSessionId, ownField, SESSION_ID_RE } from '../protocol/validate.js';
 
 /** Messages accepted in one request (the body size limit bounds them too). */
 export const MAX_MESSAGES = 10_000;
@@ -47,10 +47,6 @@ function invalid(field: string, why: string): NpcdError {
 
 function missing(field: string): NpcdError {
   return new NpcdError('ERR_PROTOCOL_MISSING_FIELD', `missing required parameter ${field}`, { detail: { field } });
-}
-
-function isMap(v: unknown): v is Fields {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 /** A lone surrogate would not survive UTF-8 on the way out. */
@@ -113,7 +109,7 @@ function contentText(value: unknown, field: string): string | null {
   for (let j = 0; j < value.length; j++) {
     const part: unknown = value[j];
     const at = `${field}[${j}]`;
-    if (!isMap(part)) throw invalid(at, 'must be an object');
+    if (!isRecord(part)) throw invalid(at, 'must be an object');
     const type = ownField(part, 'type');
     if (typeof type !== 'string') throw invalid(`${at}.type`, 'must be a string');
     if (type !== 'text') throw invalid(`${at}.type`, `is ${JSON.stringify(type.slice(0, 40))}; npcd takes text parts only`);
@@ -142,7 +138,7 @@ function parseMessages(body: Fields, limits: CompletionLimits): ParsedMessages {
   for (let i = 0; i < list.length; i++) {
     const at = `messages[${i}]`;
     const m: unknown = list[i];
-    if (!isMap(m)) throw invalid(at, 'must be an object');
+    if (!isRecord(m)) throw invalid(at, 'must be an object');
     const role = ownField(m, 'role');
     if (role === undefined || role === null) throw missing(`${at}.role`);
     if (typeof role !== 'string') throw invalid(`${at}.role`, 'must be a string');
@@ -207,7 +203,7 @@ export function parseCompletionRequest(body: Fields, limits: CompletionLimits): 
   const stop = parseStop(body);
   const stream = optionalBool(body, 'stream') ?? false;
   const options = ownField(body, 'stream_options');
-  if (options !== undefined && options !== null && !isMap(options)) throw invalid('stream_options', 'must be an object');
+  if (options !== undefined && options !== null && !isRecord(options)) throw invalid('stream_options', 'must be an object');
   const includeUsage = (options ? optionalBool(options, 'include_usage', 'stream_options.include_usage') : undefined) ?? false;
   const user = optionalText(body, 'user', MAX_USER_LENGTH);
   const sessionId = optionalSessionId(body, 'session_id');

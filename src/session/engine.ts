@@ -223,10 +223,7 @@ export class SessionEngine {
   async whenUnattendedDone(session: Session, timeoutMs: number): Promise<void> {
     const g = session.generation;
     if (!g || session.listening) return;
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)));
-    await Promise.race([g.finished, deadline]);
-    clearTimeout(timer);
+    await waitAtMost(g.finished, timeoutMs);
   }
 
   /**
@@ -385,10 +382,7 @@ export class SessionEngine {
     this.draining = true;
     const running = [...this.generations];
     if (running.length === 0) return { finished: 0, cancelled: 0 };
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)));
-    await Promise.race([Promise.all(running.map((g) => g.finished)), deadline]);
-    clearTimeout(timer);
+    await waitAtMost(Promise.all(running.map((g) => g.finished)), timeoutMs);
     const left = [...this.generations];
     for (const g of left) g.controller.abort();
     await Promise.all(left.map((g) => g.finished));
@@ -400,4 +394,12 @@ export class SessionEngine {
     this.sweepTimer = undefined;
     for (const g of this.generations) g.controller.abort();
   }
+}
+
+/** Waits for `promise` to settle, or `ms` at most. */
+async function waitAtMost(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((r) => (timer = setTimeout(r, ms)));
+  await Promise.race([promise, deadline]);
+  clearTimeout(timer);
 }

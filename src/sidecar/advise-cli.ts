@@ -95,6 +95,8 @@ export interface TcpAdviseOptions {
   readonly ports: readonly number[];
   readonly root?: string;
   readonly metricsUrl?: string;
+  /** The sidecar's histograms when the advisor runs inside it (instead of fetching metricsUrl). */
+  readonly metrics?: { readonly from: string; readonly value: SidecarMetrics };
   readonly ssFile?: string;
   readonly tcFile?: string;
 }
@@ -180,15 +182,18 @@ async function readMetrics(url: string | undefined, deps: TcpAdviseDeps, timeout
   try {
     const res = await (deps.fetch ?? (globalThis.fetch as FetchFn))(url, { signal: AbortSignal.timeout(timeoutMs) });
     if (!res.ok) return { metrics: null, note: { source: 'metrics', used: false, detail: `${url} answered HTTP ${res.status}; continuing without metrics` } };
-    const metrics = readSidecarMetrics(await res.text());
-    const samples = metrics.srtt.reduce((a, h) => a + h.count, 0);
-    return {
-      metrics,
-      note: { source: 'metrics', used: true, detail: `${url}: ${metrics.srtt.length} srtt histogram${metrics.srtt.length === 1 ? '' : 's'} (${samples} samples), ${metrics.retransmits.length} retransmit counter${metrics.retransmits.length === 1 ? '' : 's'}` },
-    };
+    return metricsNote(readSidecarMetrics(await res.text()), url);
   } catch (err) {
     return { metrics: null, note: { source: 'metrics', used: false, detail: `${url}: ${errText(err)}; continuing without metrics` } };
   }
+}
+
+function metricsNote(metrics: SidecarMetrics, from: string): { metrics: SidecarMetrics; note: SourceNote } {
+  const samples = metrics.srtt.reduce((a, h) => a + h.count, 0);
+  return {
+    metrics,
+    note: { source: 'metrics', used: true, detail: `${from}: ${metrics.srtt.length} srtt histogram${metrics.srtt.length === 1 ? '' : 's'} (${samples} samples), ${metrics.retransmits.length} retransmit counter${metrics.retransmits.length === 1 ? '' : 's'}` },
+  };
 }
 
 function procNote(host: HostSettings): SourceNote {
@@ -213,7 +218,7 @@ export async function collectTcpAdvice(opts: TcpAdviseOptions, deps: TcpAdviseDe
   const [qdiscs, ss, metrics] = await Promise.all([
     readQdiscs({ root, tcFile: opts.tcFile, exec: deps.exec, timeoutMs }),
     readSockets(opts, deps, timeoutMs),
-    readMetrics(opts.metricsUrl, deps, timeoutMs),
+    opts.metrics ? metricsNote(opts.metrics.value, opts.metrics.from) : readMetrics(opts.metricsUrl, deps, timeoutMs),
   ]);
   const host = readHostSettings(root, qdiscs);
   const tcNote: SourceNote =

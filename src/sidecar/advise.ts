@@ -9,7 +9,10 @@
  * advice. The command line (reading files, running ss, fetching metrics,
  * printing) is in advise-cli.ts.
  */
+import { type Direction, SIDECAR_METRIC } from './names.js';
 import type { BufferTriple, Feature, HostSettings, Setting } from './host.js';
+
+export type { Direction };
 
 // ---------------------------------------------------------------------------
 // ss
@@ -225,7 +228,6 @@ export function sendBdpBytes(s: SsSocket): number | null {
   return (s.deliveryRateBps / 8) * (rtt / 1000);
 }
 
-export type Direction = 'inbound' | 'outbound';
 
 /**
  * Which watched port a socket counts for: inbound when its local port is
@@ -311,9 +313,9 @@ export function histogramQuantile(q: number, buckets: readonly CumulativeBucket[
   return start + (end - start) * ((rank - below) / inBucket);
 }
 
-/** The sidecar's metric names (src/sidecar/exposition.ts renders them). */
-export const SRTT_METRIC = 'npcd_tcp_srtt_seconds';
-export const RETRANSMITS_METRIC = 'npcd_tcp_retransmits_total';
+/** The sidecar's metric names the advisor reads. */
+export const SRTT_METRIC = SIDECAR_METRIC.srtt;
+export const RETRANSMITS_METRIC = SIDECAR_METRIC.retransmits;
 
 export interface SrttHistogram {
   readonly direction: Direction;

@@ -55,13 +55,6 @@ export function resolveNetns(value: string): number {
   }
 }
 
-/** An address to reach our own server at. */
-function loopbackOf(host: string): string {
-  if (host === '0.0.0.0' || host === '') return '127.0.0.1';
-  if (host === '::') return '[::1]';
-  return host.includes(':') ? `[${host}]` : host;
-}
-
 export function parsePorts(list: readonly string[]): number[] {
   const ports = [...new Set(list.map((s) => s.trim()).filter((s) => s !== ''))].map((s) => {
     const n = Number(s);
@@ -102,7 +95,6 @@ export async function runSidecar(argv: string[], env: NodeJS.ProcessEnv = proces
   const ports = parsePorts(v.ports as string[]);
   const netns = resolveNetns(v.netns as string);
   const intervalMs = v.interval as number;
-  let port = 0;
   if (intervalMs % 1000 !== 0) throw new NpcdError('ERR_CONFIG_INVALID', `--interval must be whole seconds (got ${intervalMs} ms)`);
   const config: SidecarConfig = {
     ports,
@@ -113,8 +105,8 @@ export async function runSidecar(argv: string[], env: NodeJS.ProcessEnv = proces
     socketRtt: v.socketRtt as boolean,
     metricsHost: v.metricsHost as string,
     metricsPort: v.metricsPort as number,
-    // The advisor reads this sidecar's own /metrics, as `npcd tcp-advise --metrics` would.
-    advice: () => collectTcpAdvice({ ports, metricsUrl: `http://${loopbackOf(v.metricsHost as string)}:${port}/metrics` }),
+    // The advisor reads this sidecar's histograms, as `npcd tcp-advise --metrics` reads them from /metrics.
+    advice: (metrics) => collectTcpAdvice({ ports, metrics: { from: 'this sidecar', value: metrics } }),
   };
   const caps = await detectCapabilities({ bpftrace: config.bpftrace, tracepoints: ALL_TRACEPOINTS, mountTracefs: v.mountTracefs as boolean });
   const selection = selectPrograms(caps);
@@ -130,7 +122,7 @@ export async function runSidecar(argv: string[], env: NodeJS.ProcessEnv = proces
   process.stderr.write(report);
   const logger = createLogger(v.logLevel as string);
   const sidecar = new Sidecar(config, caps, selection, logger.child({ component: 'sidecar' }));
-  port = await sidecar.start();
+  const port = await sidecar.start();
   logger.info({ port, ports, netns, programs: selection.run.map((p) => p.name) }, 'sidecar serving /metrics');
   stopOnSignals(logger, () => sidecar.stop(), { stopping: 'stopping the bpftrace programs', stopped: 'sidecar stopped; no program left attached' });
   return -1;

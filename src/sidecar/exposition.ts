@@ -19,8 +19,17 @@ abstract class Family<L extends string, S> {
     readonly labelNames: readonly L[],
   ) {}
 
+  private key(labels: Labels<L>): string {
+    return this.labelNames.map((n) => labels[n]).join('\u0000');
+  }
+
+  /** The series' state, if it has one yet. */
+  protected find(labels: Labels<L>): S | undefined {
+    return this.series.get(this.key(labels))?.state;
+  }
+
   protected cell(labels: Labels<L>, init: () => S): S {
-    const key = this.labelNames.map((n) => labels[n]).join('\u0000');
+    const key = this.key(labels);
     let s = this.series.get(key);
     if (!s) {
       s = { labels: { ...labels }, state: init() };
@@ -33,10 +42,6 @@ abstract class Family<L extends string, S> {
     const parts = this.labelNames.map((n) => `${n}="${escapeLabel(labels[n])}"`);
     if (extra) parts.push(extra);
     return parts.length === 0 ? '' : `{${parts.join(',')}}`;
-  }
-
-  get size(): number {
-    return this.series.size;
   }
 
   abstract render(): string;
@@ -67,20 +72,19 @@ export class Log2Histogram<L extends string> extends Family<L, HistState> {
   /** Adds one value in seconds (used by tests and by sources other than bpftrace). */
   observe(labels: Labels<L>, seconds: number): void {
     const s = this.state(labels);
-    const us = seconds * 1e6;
-    s.counts[us <= 1 ? 0 : Math.min(LOG2_BUCKETS_SECONDS.length, Math.max(0, Math.ceil(Math.log2(us))))]! += 1;
+    s.counts[log2BucketIndex(seconds * 1e6)]! += 1;
     s.sum += seconds;
   }
 
-  /** Count and per-bucket counts of one series, for the advisor and tests. */
+  /** Count, sum and cumulative bucket counts (the last one +Inf) of one series. */
   snapshot(labels: Labels<L>): { count: number; sum: number; cumulative: number[] } | undefined {
-    const key = this.labelNames.map((n) => labels[n]).join('\u0000');
-    const s = this.series.get(key)?.state;
-    if (!s) return undefined;
-    const cumulative: number[] = [];
-    let acc = 0;
-    for (const c of s.counts) cumulative.push((acc += c));
-    return { count: acc, sum: s.sum, cumulative };
+    const s = this.find(labels);
+    return s && cumulativeOf(s);
+  }
+
+  /** Every series with its snapshot, for the advisor. */
+  *snapshots(): Generator<{ labels: Labels<L>; count: number; sum: number; cumulative: number[] }> {
+    for (const { labels, state } of this.series.values()) yield { labels, ...cumulativeOf(state) };
   }
 
   private state(labels: Labels<L>): HistState {
@@ -111,7 +115,11 @@ export class DeltaCounter<L extends string> extends Family<L, { value: number }>
   }
 
   value(labels: Labels<L>): number {
-    return this.series.get(this.labelNames.map((n) => labels[n]).join('\u0000'))?.state.value ?? 0;
+    return this.find(labels)?.value ?? 0;
+  }
+
+  *values(): Generator<{ labels: Labels<L>; value: number }> {
+    for (const { labels, state } of this.series.values()) yield { labels, value: state.value };
   }
 
   render(): string {
@@ -119,6 +127,13 @@ export class DeltaCounter<L extends string> extends Family<L, { value: number }>
     for (const { labels, state } of this.series.values()) lines.push(`${this.name}${this.labelText(labels)} ${state.value}`);
     return `${lines.join('\n')}\n`;
   }
+}
+
+function cumulativeOf(s: HistState): { count: number; sum: number; cumulative: number[] } {
+  const cumulative: number[] = [];
+  let acc = 0;
+  for (const c of s.counts) cumulative.push((acc += c));
+  return { count: acc, sum: s.sum, cumulative };
 }
 
 /**

@@ -46,6 +46,11 @@ const NOISE = /couldn't set RLIMIT_MEMLOCK/;
 
 const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
 
+/** `argv` as [file, args] that run it under `setpriv --pdeathsig KILL` when setpriv is there. */
+export function withPdeathsig(argv: readonly string[]): [string, string[]] {
+  return SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', ...argv]] : [argv[0]!, argv.slice(1)];
+}
+
 export interface ProgramStatus {
   readonly name: string;
   readonly running: boolean;
@@ -91,7 +96,7 @@ export class ProgramRunner {
     if (this.#stopping || this.#child) return;
     const { bpftrace, file, args } = this.command;
     const argv = ['-f', 'json', '-q', file, ...args];
-    const child = SETPRIV ? spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', bpftrace, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn(bpftrace, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(...withPdeathsig([bpftrace, ...argv]), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#child = child;
     this.#startedAt = Date.now();
     this.#attached = undefined;

@@ -9,29 +9,20 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { SidecarMetrics } from './advise.js';
 import type { BpftraceRecord, HistBucket, Stats } from './bpftrace-json.js';
+import { LOG2_BUCKETS_SECONDS } from './buckets.js';
 import type { Capabilities } from './capabilities.js';
 import { DeltaCounter, Log2Histogram } from './exposition.js';
+import { type Direction, SIDECAR_METRIC } from './names.js';
+
+export { type Direction, SIDECAR_METRIC };
 import { type ProgramSpec, programArgs, programPath, type Selection } from './programs.js';
 import { DEFAULT_RUNNER_OPTIONS, ProgramRunner, type RunnerOptions } from './runner.js';
 
-export const SIDECAR_METRIC = {
-  srtt: 'npcd_tcp_srtt_seconds',
-  connectDuration: 'npcd_tcp_connect_duration_seconds',
-  connectFailures: 'npcd_tcp_connect_failures_total',
-  handshakeRtt: 'npcd_tcp_handshake_rtt_seconds',
-  retransmits: 'npcd_tcp_retransmits_total',
-  retransmitErrors: 'npcd_tcp_retransmit_errors_total',
-  synackRetransmits: 'npcd_tcp_synack_retransmits_total',
-  programUp: 'npcd_sidecar_program_up',
-  programRestarts: 'npcd_sidecar_program_restarts_total',
-  outputErrors: 'npcd_sidecar_output_errors_total',
-  lostEvents: 'npcd_sidecar_lost_events_total',
-  advice: 'npcd_tcp_advice',
-} as const;
 
-/** The TCP tuning advice of this host (advise-cli.ts), computed on demand. */
-export type AdviceSource = () => Promise<{ readonly advice: readonly { readonly id: string; readonly severity: string }[] }>;
+/** The TCP tuning advice of this host (advise-cli.ts) from the sidecar's histograms, computed on demand. */
+export type AdviceSource = (metrics: SidecarMetrics) => Promise<{ readonly advice: readonly { readonly id: string; readonly severity: string }[] }>;
 
 /** How often the advice behind npcd_tcp_advice is refreshed. */
 const ADVICE_REFRESH_MS = 60_000;
@@ -51,7 +42,6 @@ export interface SidecarConfig {
   readonly advice?: AdviceSource;
 }
 
-export type Direction = 'inbound' | 'outbound';
 
 /** The latest srtt of one watched socket (tcp-srtt with per-socket sampling). */
 export interface SocketRtt {
@@ -141,7 +131,7 @@ export class Sidecar {
     const source = this.config.advice;
     if (!source) return undefined;
     if (this.#advice && Date.now() - this.#advice.at <= maxAgeMs) return this.#advice.report;
-    this.#advising ??= source()
+    this.#advising ??= source(this.adviceMetrics())
       .then((report) => {
         this.#advice = { at: Date.now(), report };
         return report;
@@ -212,9 +202,11 @@ export class Sidecar {
       case 'stats':
         for (const e of record.entries) this.#stats(program, record.name, e.keys, e.value);
         return;
-      case 'map':
-        for (const e of record.entries) this.#map(program, record.name, e.keys, e.value);
+      case 'map': {
+        const at = new Date().toISOString();
+        for (const e of record.entries) this.#map(program, record.name, e.keys, e.value, at);
         return;
+      }
       default:
         return;
     }
@@ -235,57 +227,59 @@ export class Sidecar {
   }
 
   #hist(program: string, name: string, keys: readonly string[], totals: readonly HistBucket[]): void {
-    const entry = `${name}\u0000${keys.join(',')}\u0000`;
-    const buckets = totals.map((b) => ({ ...b, count: this.#delta(program, `${entry}${b.min}:${b.max}`, b.count) }));
+    // Bucket totals become what each bucket gained since the program's previous print.
+    const grown = () => {
+      const entry = `${name}\u0000${keys.join(',')}\u0000`;
+      return totals.map((b) => ({ ...b, count: this.#delta(program, `${entry}${b.min}:${b.max}`, b.count) }));
+    };
     switch (name) {
       case '@tcp_srtt_us':
-        return this.#withDirPort(program, keys, (l) => this.srtt.addHist(l, buckets));
+        return this.#withDirPort(program, keys, (l) => this.srtt.addHist(l, grown()));
       case '@tcp_handshake_rtt_us':
-        return this.#withDirPort(program, keys, (l) => this.handshakeRtt.addHist(l, buckets));
+        return this.#withDirPort(program, keys, (l) => this.handshakeRtt.addHist(l, grown()));
       case '@tcp_connect_latency_us':
-        return this.#withPort(program, keys[0], (port) => this.connectDuration.addHist({ port }, buckets));
+        return this.#withPort(program, keys[0], (port) => this.connectDuration.addHist({ port }, grown()));
       default:
         return this.#unknown(program, name);
     }
   }
 
   #stats(program: string, name: string, keys: readonly string[], totals: Stats): void {
-    const stats = { total: this.#delta(program, `${name}\u0000${keys.join(',')}`, totals.total) };
+    const grown = () => this.#delta(program, `${name}\u0000${keys.join(',')}`, totals.total);
     switch (name) {
       case '@tcp_srtt_us_stats':
-        return this.#withDirPort(program, keys, (l) => this.srtt.addSumMicros(l, stats.total));
+        return this.#withDirPort(program, keys, (l) => this.srtt.addSumMicros(l, grown()));
       case '@tcp_handshake_rtt_us_stats':
-        return this.#withDirPort(program, keys, (l) => this.handshakeRtt.addSumMicros(l, stats.total));
+        return this.#withDirPort(program, keys, (l) => this.handshakeRtt.addSumMicros(l, grown()));
       case '@tcp_connect_latency_us_stats':
-        return this.#withPort(program, keys[0], (port) => this.connectDuration.addSumMicros({ port }, stats.total));
+        return this.#withPort(program, keys[0], (port) => this.connectDuration.addSumMicros({ port }, grown()));
       default:
         return this.#unknown(program, name);
     }
   }
 
-  #map(program: string, name: string, keys: readonly string[], total: number): void {
-    // Every map but the per-socket one holds counts since the program started.
-    const value = name === '@tcp_srtt_sock_us' ? total : this.#delta(program, `${name}\u0000${keys.join(',')}`, total);
+  #map(program: string, name: string, keys: readonly string[], total: number, at: string): void {
+    // The per-socket map holds the latest values; every other one counts since the program started.
+    if (name === '@tcp_srtt_sock_us') return this.#withPort(program, keys[1], (port) => this.#socket(keys[0]!, Number(port), total, at));
+    const grown = () => this.#delta(program, `${name}\u0000${keys.join(',')}`, total);
     switch (name) {
       case '@tcp_connect_failures':
-        return this.#withPort(program, keys[0], (port) => this.connectFailures.add({ port, reason: CONNECT_FAILURE_REASON[keys[1] ?? ''] ?? 'other' }, value));
+        return this.#withPort(program, keys[0], (port) => this.connectFailures.add({ port, reason: CONNECT_FAILURE_REASON[keys[1] ?? ''] ?? 'other' }, grown()));
       case '@tcp_retransmits':
-        return this.#withDirPort(program, keys, (l) => this.retransmits.add(l, value));
+        return this.#withDirPort(program, keys, (l) => this.retransmits.add(l, grown()));
       case '@tcp_retransmit_errors':
-        return this.#withDirPort(program, keys, (l) => this.retransmitErrors.add({ ...l, kind: Number(keys[2]) < 0 ? 'not_sent' : 'dropped' }, value));
+        return this.#withDirPort(program, keys, (l) => this.retransmitErrors.add({ ...l, kind: Number(keys[2]) < 0 ? 'not_sent' : 'dropped' }, grown()));
       case '@tcp_synack_retransmits':
-        return this.#withPort(program, keys[0], (port) => this.synackRetransmits.add({ port }, value));
-      case '@tcp_srtt_sock_us':
-        return this.#withPort(program, keys[1], (port) => this.#socket(keys[0]!, Number(port), total));
+        return this.#withPort(program, keys[0], (port) => this.synackRetransmits.add({ port }, grown()));
       default:
         return this.#unknown(program, name);
     }
   }
 
-  #socket(cookieDecimal: string, port: number, srttUs: number): void {
+  #socket(cookieDecimal: string, port: number, srttUs: number, at: string): void {
     const cookie = BigInt(cookieDecimal).toString(16);
     this.#sockets.delete(cookie);
-    this.#sockets.set(cookie, { cookie, port, srttUs, at: new Date().toISOString() });
+    this.#sockets.set(cookie, { cookie, port, srttUs, at });
     if (this.#sockets.size > MAX_SOCKETS) this.#sockets.delete(this.#sockets.keys().next().value!);
   }
 
@@ -304,6 +298,20 @@ export class Sidecar {
   #unknown(program: string, what: string): void {
     this.#outputErrors.inc({ program });
     this.log.warn({ program, code: 'ERR_SIDECAR_OUTPUT' }, `unexpected ${what} in bpftrace output`);
+  }
+
+  /** The srtt histograms and retransmit counts, as the advisor reads them from /metrics. */
+  adviceMetrics(): SidecarMetrics {
+    const le = [...LOG2_BUCKETS_SECONDS, Infinity];
+    const srtt = [...this.srtt.snapshots()].map((h) => ({
+      direction: h.labels.direction as Direction,
+      port: Number(h.labels.port),
+      buckets: h.cumulative.map((count, i) => ({ le: le[i]!, count })),
+      sum: h.sum,
+      count: h.count,
+    }));
+    const retransmits = [...this.retransmits.values()].map((r) => ({ direction: r.labels.direction as Direction, port: Number(r.labels.port), total: r.value }));
+    return { srtt, retransmits };
   }
 
   /** The latest srtt of each watched socket seen recently, newest last. */

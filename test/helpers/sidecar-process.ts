@@ -15,21 +15,18 @@
  *   value(samples, 'npcd_tcp_connect_duration_seconds_count', { port: String(port) });
  */
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Test } from 'tap';
+import { withPdeathsig } from '../../src/sidecar/runner.js';
 import { CLI, onJsonLines } from './child.js';
+
+export { withPdeathsig };
 
 /** Interval the tests run the programs at (--interval). */
 export const INTERVAL_MS = 1_000;
 
-/** Run under `setpriv --pdeathsig KILL` when possible: if the test process dies, its children die with it. */
-export const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
-
-export function withPdeathsig(argv: readonly string[]): [string, string[]] {
-  return SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', ...argv]] : [argv[0]!, argv.slice(1)];
-}
 
 /**
  * Why the live sidecar tests cannot run here, or false when they can. Only

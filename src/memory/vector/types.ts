@@ -114,7 +114,6 @@ export function checkFilter(where: string, filter: unknown): Uint32Array | undef
   return filter;
 }
 
-/** Validates the constructor options of a JS implementation. */
 /** The arguments of a search: a query of the index's dimension, k, and an optional id filter (returned). */
 export function checkSearch(where: string, query: unknown, k: unknown, filter: unknown, dim: number): Uint32Array | undefined {
   checkVector(where, 'query', query, dim);
@@ -122,6 +121,7 @@ export function checkSearch(where: string, query: unknown, k: unknown, filter: u
   return checkFilter(where, filter);
 }
 
+/** Validates the constructor options of a JS implementation. */
 export function checkOptions(where: string, o: VectorIndexOptions): Required<VectorIndexOptions> {
   if (typeof o !== 'object' || o === null) throw new VectorIndexError(VectorErrorCode.badParam, `${where}: options must be an object like { dim, metric, kind }`);
   const dim = checkInt(where, 'options.dim', o.dim, 1, MAX_DIM);
