@@ -24,7 +24,7 @@ export const SIDECAR_FLAGS: FlagTable<Key> = {
   interval: { flag: 'interval', env: 'NPCD_SIDECAR_INTERVAL', type: 'duration', default: '5s', min: 1000, max: 3_600_000, help: 'How often the programs hand over their counts (whole seconds). The srtt histogram takes one sample per socket per interval.', metavar: 'DURATION' },
   bpftrace: { flag: 'bpftrace', env: 'NPCD_SIDECAR_BPFTRACE', type: 'string', default: 'bpftrace', help: 'The bpftrace binary (0.17 or later).', metavar: 'PATH' },
   bpfDir: { flag: 'bpf-dir', env: 'NPCD_SIDECAR_BPF_DIR', type: 'string', default: DEFAULT_BPF_DIR, help: 'Folder of the .bt programs.', metavar: 'DIR' },
-  socketRtt: { flag: 'socket-rtt', env: 'NPCD_SIDECAR_SOCKET_RTT', type: 'bool', default: true, help: 'Keep the latest srtt of every watched socket, by socket cookie, for /sockets (--no-socket-rtt to turn off).' },
+  socketRtt: { flag: 'socket-rtt', env: 'NPCD_SIDECAR_SOCKET_RTT', type: 'bool', default: false, help: 'Keep the latest srtt of every watched socket, by socket cookie, for /sockets. Off by default: it updates a map on every segment a watched socket receives, about twice the probe\'s cost.' },
   mountTracefs: { flag: 'mount-tracefs', env: 'NPCD_SIDECAR_MOUNT_TRACEFS', type: 'bool', default: true, help: 'Mount tracefs at /sys/kernel/tracing when it is missing (--no-mount-tracefs to refuse).' },
   check: { flag: 'check', type: 'bool', default: false, help: 'Print what the kernel offers and which programs would run, then exit (0 when at least one can run, 1 otherwise).' },
   logLevel: { flag: 'log-level', env: 'NPCD_LOG_LEVEL', type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'Log level (JSON lines on stdout).', metavar: 'LEVEL' },

@@ -348,6 +348,8 @@ export class Sidecar {
         res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(this.status(), null, 2));
       } else if (path === '/advice' && this.config.advice) {
         res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(await this.advice(10_000), null, 2));
+      } else if (path === '/sockets' && !this.config.socketRtt) {
+        res.writeHead(404, { 'Content-Type': 'application/json' }).end(JSON.stringify({ error: { code: 'ERR_HTTP_NOT_FOUND', message: '/sockets is off: start the sidecar with --socket-rtt to keep the latest srtt of every watched socket' } }));
       } else if (path === '/sockets') {
         res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(this.sockets()));
       } else {

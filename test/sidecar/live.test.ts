@@ -65,7 +65,7 @@ async function pingPongConnections(peer: Peer, host: string, port: number, n: nu
 
 t.test('one sidecar on loopback: connections, a refused connect, an unwatched port', { skip }, async (t) => {
   const [watched, closed, unwatched, unwatchedClosed] = (await freeServicePorts(4)) as [number, number, number, number];
-  const sc = await SidecarProcess.start(t, ['--ports', `${watched},${closed}`]);
+  const sc = await SidecarProcess.start(t, ['--ports', `${watched},${closed}`, '--socket-rtt']);
   const server = await Peer.start(t);
   await server.listen(watched, LOOP);
   await server.listen(unwatched, LOOP);
@@ -161,7 +161,7 @@ t.test('--netns: a sidecar watching another namespace does not count host loopba
   const ns = await createNetns(t, 'f');
   const [port] = (await freeServicePorts(1)) as [number];
   const P = String(port);
-  const sc = await SidecarProcess.start(t, ['--ports', P, '--netns', ns]);
+  const sc = await SidecarProcess.start(t, ['--ports', P, '--netns', ns, '--socket-rtt']);
   const status = await sc.status();
   t.equal(status.netns, netnsInode(ns), `--netns ${ns} resolved to the namespace's inode`);
   t.ok(status.programs.every((p) => p.args[2] === String(netnsInode(ns))), 'every program got the inode as NETNS ($3)');
@@ -248,6 +248,11 @@ t.test('a bpftrace program killed with SIGKILL is restarted and counts again', {
   await server.listen(port, LOOP);
   const client = await Peer.start(t);
   const before = await sc.status();
+  // Without --socket-rtt (the default) tcp-srtt keeps no per-socket map and /sockets says so.
+  t.equal(before.programs.find((p) => p.name === 'tcp-srtt')?.args[1], '0', 'tcp-srtt runs with FLAGS 0 by default');
+  const sockets = await sc.get('/sockets');
+  t.equal(sockets.status, 404, '/sockets answers 404 without --socket-rtt');
+  t.match(JSON.parse(sockets.text), { error: { code: 'ERR_HTTP_NOT_FOUND', message: /--socket-rtt/ } }, '/sockets names the flag that turns it on');
   const old = before.programs.find((p) => p.name === 'tcp-connect')!;
   t.ok(old.pid, 'tcp-connect runs');
   process.kill(old.pid!, 'SIGKILL');

@@ -55,7 +55,7 @@ t.test('srtt of a connection through the tbf: the sidecar agrees with ss -tie on
   // 1 Mbit/s, 50 ms queue (as bpf/scripts/netns-up.sh): the sender's srtt grows to tens of ms.
   const pair = await createNetnsPair(t, { tbf: { rate: '1mbit', burst: '4kb', latency: '50ms' } });
   const [port] = (await freeServicePorts(1)) as [number];
-  const sc = await SidecarProcess.start(t, ['--ports', String(port)]);
+  const sc = await SidecarProcess.start(t, ['--ports', String(port), '--socket-rtt']);
   const server = await Peer.start(t, pair.b);
   await server.listen(port);
   const client = await Peer.start(t, pair.a);
@@ -156,7 +156,7 @@ t.test('the srtt histogram shows the queueing delay; --netns B counts B and none
   const P = String(port);
   const inodeB = netnsInode(pair.b);
   // Both at once: every namespace, and B only (given as a path; a name or the inode work too).
-  const [all, onlyB] = await Promise.all([SidecarProcess.start(t, ['--ports', P]), SidecarProcess.start(t, ['--ports', P, '--netns', `/run/netns/${pair.b}`])]);
+  const [all, onlyB] = await Promise.all([SidecarProcess.start(t, ['--ports', P, '--socket-rtt']), SidecarProcess.start(t, ['--ports', P, '--netns', `/run/netns/${pair.b}`, '--socket-rtt'])]);
   t.equal((await onlyB.status()).netns, inodeB, `--netns /run/netns/${pair.b} resolved to B's inode ${inodeB}`);
   t.equal((await all.status()).netns, 0, 'the other sidecar watches every namespace');
 
