@@ -51,6 +51,11 @@ export const ERRORS = {
   ERR_SESSION_LIMIT: { status: 503, summary: 'The server holds its maximum number of sessions.' },
   ERR_SESSION_TAKEN_OVER: { status: 409, close: 4409, summary: 'Another connection said `hello` for this session; this one is closed.' },
   ERR_RESUME_GAP: { status: 410, summary: 'Frames after the requested `resume` seq are no longer in the replay log.' },
+  ERR_GENERATION_INTERRUPTED: { status: 503, summary: 'The node generating the reply stopped (crashed or was killed) before it finished; the frames it stored were replayed.' },
+
+  // Memory store and embeddings
+  ERR_STORE_UNAVAILABLE: { status: 503, summary: 'The memory store (Redis) cannot be reached or did not answer in time; npcd reconnects by itself.' },
+  ERR_EMBEDDING_FAILED: { status: 502, summary: 'The embedding provider failed (unreachable, an error status, or vectors of the wrong shape); recall is skipped for the turn.' },
 
   // Connections and lifecycle
   ERR_HEARTBEAT_TIMEOUT: { status: 408, close: 4408, summary: 'The client sent nothing for longer than the idle timeout.' },

@@ -124,11 +124,12 @@ function formatParams(n: number): string {
   return `${(n / 1e3).toFixed(1)}K`;
 }
 
-async function importNodeLlamaCpp(): Promise<NodeLlamaCpp> {
+/** Loads node-llama-cpp; ERR_CONFIG_INVALID naming `user` and how to install it when it is missing or does not load. */
+async function importNodeLlamaCpp(user = 'the llama provider'): Promise<NodeLlamaCpp> {
   try {
     return await import('node-llama-cpp');
   } catch (err) {
-    throw new NpcdError('ERR_CONFIG_INVALID', `the llama provider needs node-llama-cpp (an optional dependency of npcd), which is not installed or does not load: ${(err as Error).message}; install it with \`${INSTALL}\``, { cause: err });
+    throw new NpcdError('ERR_CONFIG_INVALID', `${user} needs node-llama-cpp (an optional dependency of npcd), which is not installed or does not load: ${(err as Error).message}; install it with \`${INSTALL}\``, { cause: err });
   }
 }
 
@@ -154,27 +155,24 @@ async function checkGgufFile(path: string): Promise<void> {
   if (magic.toString('latin1') !== 'GGUF') throw new NpcdError('ERR_CONFIG_INVALID', `model file ${path} is not a GGUF file (it does not start with "GGUF")`);
 }
 
-function checkCount(name: string, value: number): void {
-  if (!Number.isInteger(value) || value < 1) throw new NpcdError('ERR_CONFIG_INVALID', `llama ${name} must be a positive integer, got ${value}`);
+/** ERR_CONFIG_INVALID unless `value` is a positive integer; `name` says whose option it is ("llama threads"). */
+export function checkCount(name: string, value: number): void {
+  if (!Number.isInteger(value) || value < 1) throw new NpcdError('ERR_CONFIG_INVALID', `${name} must be a positive integer, got ${value}`);
 }
 
 /**
- * Loads the model and creates its context. Fails with ERR_CONFIG_INVALID when
- * node-llama-cpp is missing or its binary does not load, when the file is
- * missing or not a GGUF model, or when the context cannot be created.
+ * Checks that `path` is a GGUF model file whose header parses, then loads
+ * node-llama-cpp (`user` names who needs it in the error). Fails with
+ * ERR_CONFIG_INVALID, naming the file, before any backend is loaded.
  */
-export async function createLlamaProvider(options: LlamaProviderOptions): Promise<LlamaProvider> {
-  checkCount('threads', options.threads);
-  checkCount('contextSize', options.contextSize);
-  checkCount('sequences', options.sequences);
-  await checkGgufFile(options.modelPath);
-  const lib = await importNodeLlamaCpp();
-  const logger = options.logger;
+export async function openGgufModelFile(path: string, user?: string): Promise<NodeLlamaCpp> {
+  await checkGgufFile(path);
+  const lib = await importNodeLlamaCpp(user);
   // Parsing the header first turns a damaged file into a clear error before the backend loads.
   let problem: string | undefined;
   let cause: unknown;
   try {
-    const info = await lib.readGgufFileInfo(options.modelPath, {
+    const info = await lib.readGgufFileInfo(path, {
       sourceType: 'filesystem',
       logWarnings: false,
       ignoreKeys: ['tokenizer.ggml.tokens', 'tokenizer.ggml.scores', 'tokenizer.ggml.token_type', 'tokenizer.ggml.merges'],
@@ -186,11 +184,14 @@ export async function createLlamaProvider(options: LlamaProviderOptions): Promis
     problem = (err as Error).message;
     cause = err;
   }
-  if (problem !== undefined) throw new NpcdError('ERR_CONFIG_INVALID', `model file ${options.modelPath} is not a valid GGUF file: ${problem}`, { cause });
+  if (problem !== undefined) throw new NpcdError('ERR_CONFIG_INVALID', `model file ${path} is not a valid GGUF file: ${problem}`, { cause });
+  return lib;
+}
 
-  let llama: Llama;
+/** The llama.cpp backend on the CPU, its log lines going to `logger`; ERR_CONFIG_INVALID when no binary of node-llama-cpp loads. */
+export async function loadLlamaBackend(lib: NodeLlamaCpp, logger: Logger | undefined): Promise<Llama> {
   try {
-    llama = await lib.getLlama({
+    return await lib.getLlama({
       gpu: false,
       build: 'never',
       skipDownload: true,
@@ -203,7 +204,19 @@ export async function createLlamaProvider(options: LlamaProviderOptions): Promis
   } catch (err) {
     throw new NpcdError('ERR_CONFIG_INVALID', `node-llama-cpp is installed but no llama.cpp binary of it loads on ${process.platform}-${process.arch}: ${(err as Error).message}; reinstall it with \`${INSTALL}\` so that its prebuilt binary package (@node-llama-cpp/${process.platform}-${process.arch}) is installed too`, { cause: err });
   }
+}
 
+/**
+ * Loads the model and creates its context. Fails with ERR_CONFIG_INVALID when
+ * node-llama-cpp is missing or its binary does not load, when the file is
+ * missing or not a GGUF model, or when the context cannot be created.
+ */
+export async function createLlamaProvider(options: LlamaProviderOptions): Promise<LlamaProvider> {
+  checkCount('llama threads', options.threads);
+  checkCount('llama contextSize', options.contextSize);
+  checkCount('llama sequences', options.sequences);
+  const lib = await openGgufModelFile(options.modelPath);
+  const llama = await loadLlamaBackend(lib, options.logger);
   let model: LlamaModel | undefined;
   try {
     model = await llama.loadModel({ modelPath: options.modelPath, gpuLayers: 0 });

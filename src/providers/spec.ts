@@ -53,8 +53,18 @@ export interface ProviderOptions {
   readonly sequences?: number;
 }
 
-type OptionKind = 'url' | 'env' | 'int' | 'duration' | 'ollama-duration';
-const REMOTE_OPTIONS: Record<string, { key: keyof ProviderOptions; kind: OptionKind; min?: number; max?: number }> = {
+/** How an option's value is read: a base URL, an environment variable name, an integer, a duration, Ollama's own duration, a file path. */
+export type OptionKind = 'url' | 'env' | 'int' | 'duration' | 'ollama-duration' | 'path';
+
+/** One `?name=value` option of a spec: the key it fills, how it is read, and its bounds (numbers). */
+export interface OptionDef<K extends string = string> {
+  readonly key: K;
+  readonly kind: OptionKind;
+  readonly min?: number;
+  readonly max?: number;
+}
+
+const REMOTE_OPTIONS: Record<string, OptionDef<keyof ProviderOptions>> = {
   url: { key: 'url', kind: 'url' },
   key_env: { key: 'keyEnv', kind: 'env' },
   connections: { key: 'connections', kind: 'int', min: 1, max: 100_000 },
@@ -76,17 +86,28 @@ const LLAMA_OPTIONS: typeof REMOTE_OPTIONS = {
   sequences: { key: 'sequences', kind: 'int', min: 1, max: 64 },
 };
 
-function fail(spec: string, message: string): never {
-  throw new NpcdError('ERR_CONFIG_INVALID', `--model ${JSON.stringify(spec)}: ${message}`);
+/** ERR_CONFIG_INVALID about one spec of `flag`: `--model "spec": message`. */
+export function specError(flag: string, spec: string, message: string): NpcdError {
+  return new NpcdError('ERR_CONFIG_INVALID', `${flag} ${JSON.stringify(spec)}: ${message}`);
 }
 
-function parseOne(text: string): ProviderSpec {
+function fail(spec: string, message: string): never {
+  throw specError('--model', spec, message);
+}
+
+/** The parts of `KIND[:TARGET][?QUERY]`: the kind lowercased, the target (which may hold colons) trimmed. */
+export function splitSpec(text: string): { kind: string; target: string; query: string } {
   const q = text.indexOf('?');
   const head = q >= 0 ? text.slice(0, q) : text;
   const query = q >= 0 ? text.slice(q + 1) : '';
   const colon = head.indexOf(':');
   const kind = (colon >= 0 ? head.slice(0, colon) : head).trim().toLowerCase();
   const target = colon >= 0 ? head.slice(colon + 1).trim() : '';
+  return { kind, target, query };
+}
+
+function parseOne(text: string): ProviderSpec {
+  const { kind, target, query } = splitSpec(text);
   switch (kind) {
     case 'script':
     case 'mock':
@@ -96,50 +117,62 @@ function parseOne(text: string): ProviderSpec {
     case 'ollama':
     case 'dashscope':
       if (!target) fail(text, `name the model: ${kind}:MODEL (e.g. ${kind === 'ollama' ? 'ollama:llama3:8b' : kind === 'openai' ? 'openai:gpt-4o-mini' : 'dashscope:qwen-plus'})`);
-      return { kind, target, options: parseOptions(text, query, kind === 'ollama' ? OLLAMA_OPTIONS : REMOTE_OPTIONS), text };
+      return { kind, target, options: parseSpecOptions('--model', text, query, kind === 'ollama' ? OLLAMA_OPTIONS : REMOTE_OPTIONS) as ProviderOptions, text };
     case 'llama':
       if (!/\.gguf$/i.test(target)) fail(text, 'name a GGUF model file: llama:PATH.gguf');
-      return { kind, target, options: parseOptions(text, query, LLAMA_OPTIONS), text };
+      return { kind, target, options: parseSpecOptions('--model', text, query, LLAMA_OPTIONS) as ProviderOptions, text };
     default:
       return fail(text, `unknown provider "${kind}"; known: script, mock, ollama:MODEL, openai:MODEL, dashscope:MODEL, llama:PATH.gguf`);
   }
 }
 
-function parseOptions(spec: string, query: string, table: typeof REMOTE_OPTIONS): ProviderOptions {
+/**
+ * Reads the `name=value&...` options of a spec of `flag` (--model, --embed)
+ * by `table`: each value converted and bounds-checked, stored under its
+ * key. ERR_CONFIG_INVALID naming the flag, the spec and the option.
+ */
+export function parseSpecOptions(flag: string, spec: string, query: string, table: Readonly<Record<string, OptionDef>>): Record<string, string | number> {
+  const fail = (message: string): never => {
+    throw specError(flag, spec, message);
+  };
   const out: Record<string, string | number> = {};
   if (!query) return out;
   for (const [name, raw] of new URLSearchParams(query)) {
     const def = table[name];
-    if (!def) fail(spec, `unknown option "${name}" (known: ${Object.keys(table).join(', ')})`);
-    const source = `--model ${JSON.stringify(spec)} option ${name}`;
+    if (!def) return fail(`unknown option "${name}" (known: ${Object.keys(table).join(', ')})`);
+    const source = `${flag} ${JSON.stringify(spec)} option ${name}`;
     let value: string | number;
     switch (def.kind) {
+      case 'path':
+        if (raw.trim() === '') fail(`option ${name} must name a file`);
+        value = raw;
+        break;
       case 'url':
         value = normalizeBaseUrl(raw, source);
         break;
       case 'env':
-        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(raw)) fail(spec, `option ${name} must name an environment variable`);
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(raw)) fail(`option ${name} must name an environment variable`);
         value = raw;
         break;
       case 'ollama-duration':
         // Ollama's own syntax: a Go duration ("10m", "1h30m") or seconds, negative for "keep loaded".
-        if (!/^-?\d+(\.\d+)?(ns|us|µs|ms|s|m|h)?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))*$/.test(raw)) fail(spec, `option ${name} must be a duration such as 5m, 1h or -1 (got ${JSON.stringify(raw)})`);
+        if (!/^-?\d+(\.\d+)?(ns|us|µs|ms|s|m|h)?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))*$/.test(raw)) fail(`option ${name} must be a duration such as 5m, 1h or -1 (got ${JSON.stringify(raw)})`);
         value = raw;
         break;
       case 'int':
         value = Number(raw);
-        if (!Number.isInteger(value)) fail(spec, `option ${name} must be an integer (got ${JSON.stringify(raw)})`);
+        if (!Number.isInteger(value)) fail(`option ${name} must be an integer (got ${JSON.stringify(raw)})`);
         break;
       case 'duration':
         value = parseDuration(raw, source);
         break;
     }
     if (typeof value === 'number' && ((def.min !== undefined && value < def.min) || (def.max !== undefined && value > def.max))) {
-      fail(spec, `option ${name} must be between ${def.min ?? '-∞'} and ${def.max ?? '∞'} (got ${raw})`);
+      fail(`option ${name} must be between ${def.min ?? '-∞'} and ${def.max ?? '∞'} (got ${raw})`);
     }
     out[def.key] = value;
   }
-  return out as ProviderOptions;
+  return out;
 }
 
 /** Parses a --model value into its providers (one, or a fallback chain). */
