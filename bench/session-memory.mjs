@@ -11,7 +11,7 @@ import { silentLogger } from '../dist/log.js';
 import { Metrics } from '../dist/metrics/metrics.js';
 import { MockProvider } from '../dist/providers/mock.js';
 import { SessionEngine } from '../dist/session/engine.js';
-import { MemorySessionStore } from '../dist/session/memory-store.js';
+import { InProcessMemoryStore } from '../dist/memory/in-process.js';
 
 const { values } = parseArgs({
   options: {
@@ -30,7 +30,7 @@ const turns = Number(values.turns);
 const registry = new CharacterRegistry();
 registry.loadDirectory(BUNDLED_CHARACTERS);
 const engine = new SessionEngine({
-  store: new MemorySessionStore(),
+  store: new InProcessMemoryStore({ budgetBytes: 64 * 1024 * 1024 * 1024 }),
   registry,
   provider: new MockProvider({ tokens: 16, ttftMs: 0, tokenDelayMs: 0 }),
   metrics: new Metrics({ defaultMetrics: false }),

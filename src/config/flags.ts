@@ -7,7 +7,7 @@
  */
 import { NpcdError } from '../errors.js';
 
-export type FlagType = 'string' | 'int' | 'duration' | 'bytes' | 'bool' | 'list';
+export type FlagType = 'string' | 'int' | 'float' | 'duration' | 'bytes' | 'bool' | 'list';
 
 export interface FlagSpec {
   readonly flag: string; // without leading dashes, kebab-case
@@ -73,6 +73,13 @@ function convert(spec: FlagSpec, raw: unknown, source: string): Value {
         return fail(source, `must be one of ${spec.choices.join(', ')} (got ${JSON.stringify(s)})`);
       }
       return s;
+    }
+    case 'float': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\s*-?(\d+\.?\d*|\.\d+)\s*$/.test(raw) ? Number(raw) : NaN;
+      if (!Number.isFinite(n)) return fail(source, `must be a number (got ${JSON.stringify(raw)})`);
+      if (spec.min !== undefined && n < spec.min) fail(source, `must be >= ${spec.min} (got ${n})`);
+      if (spec.max !== undefined && n > spec.max) fail(source, `must be <= ${spec.max} (got ${n})`);
+      return n;
     }
     case 'int':
     case 'duration':

@@ -60,6 +60,15 @@ export interface ServeConfig {
   readonly llamaThreads: number;
   readonly llamaContext: number;
   readonly llamaSequences: number;
+  readonly redis: readonly string[];
+  readonly redisPrefix: string;
+  readonly redisTimeoutMs: number;
+  readonly memoryBudgetBytes: number;
+  readonly embed: string;
+  readonly recallK: number;
+  readonly recallMinScore: number;
+  readonly maxMemories: number;
+  readonly leaseMs: number;
 }
 
 /** The bundled characters folder, next to package.json. */
@@ -89,6 +98,15 @@ export const SERVE_FLAGS: FlagTable<keyof ServeConfig> = {
   llamaThreads: { flag: 'llama-threads', env: 'NPCD_LLAMA_THREADS', type: 'int', default: 1, min: 1, max: 256, help: 'CPU threads for llama:PATH.gguf (set it explicitly; on small machines 1 is often fastest).', metavar: 'N' },
   llamaContext: { flag: 'llama-context', env: 'NPCD_LLAMA_CONTEXT', type: 'int', default: 4096, min: 64, max: 1_048_576, help: 'Context size in tokens for llama:PATH.gguf (capped by the model\'s own).', metavar: 'N' },
   llamaSequences: { flag: 'llama-sequences', env: 'NPCD_LLAMA_SEQUENCES', type: 'int', default: 2, min: 1, max: 64, help: 'Turns a llama:PATH.gguf model generates at once; further turns wait.', metavar: 'N' },
+  redis: { flag: 'redis', env: 'NPCD_REDIS', type: 'list', default: [], help: 'Keep sessions, memories and streams in Redis so that any node can serve any session: one URL (redis://[user:password@]host:port[/db], rediss:// for TLS) or, for a Redis Cluster, a comma list of its nodes (host:port or URLs). Without it everything stays in this process (docs/memory.md).', metavar: 'URL[,URL...]' },
+  redisPrefix: { flag: 'redis-prefix', env: 'NPCD_REDIS_PREFIX', type: 'string', default: 'npcd:', help: 'Prefix of every Redis key npcd writes.', metavar: 'PREFIX' },
+  redisTimeoutMs: { flag: 'redis-timeout', env: 'NPCD_REDIS_TIMEOUT', type: 'duration', default: '2s', min: 10, max: 600_000, help: 'A Redis command not answered within this time fails with ERR_STORE_UNAVAILABLE (npcd keeps reconnecting).', metavar: 'DURATION' },
+  memoryBudgetBytes: { flag: 'memory-budget', env: 'NPCD_MEMORY_BUDGET', type: 'bytes', default: '512MiB', min: 1024 * 1024, help: 'In-process store (no --redis): most bytes its sessions, memories and streams may hold; beyond it the least recently used sessions are evicted.', metavar: 'SIZE' },
+  embed: { flag: 'embed', env: 'NPCD_EMBED', type: 'string', default: 'glove', help: 'Embedder for memory recall: "glove" (embedded default: GloVe word vectors plus hashed n-grams, offline), "hash" (hashed n-grams only), "ollama:MODEL", "openai:MODEL" (OpenAI-compatible /embeddings at --openai-base-url), "llama:PATH.gguf" (docs/embeddings.md).', metavar: 'SPEC' },
+  recallK: { flag: 'recall', env: 'NPCD_RECALL', type: 'int', default: 4, min: 0, max: 64, help: 'Memories recalled into each prompt at most; 0 keeps no memories and recalls none.', metavar: 'N' },
+  recallMinScore: { flag: 'recall-min-score', env: 'NPCD_RECALL_MIN_SCORE', type: 'float', default: 0.3, min: -1, max: 1, help: 'Cosine similarity a memory needs to be recalled.', metavar: 'X' },
+  maxMemories: { flag: 'max-memories', env: 'NPCD_MAX_MEMORIES', type: 'int', default: 100_000, min: 1, max: 10_000_000, help: 'Memories kept per session; the oldest are dropped beyond it.', metavar: 'N' },
+  leaseMs: { flag: 'generation-lease', env: 'NPCD_GENERATION_LEASE', type: 'duration', default: '3s', min: 100, max: 600_000, help: 'With --redis: a node renews the lease on each reply it generates every third of this time; a reply whose node stopped is declared interrupted (ERR_GENERATION_INTERRUPTED) this long after.', metavar: 'DURATION' },
   characters: { flag: 'characters', env: 'NPCD_CHARACTERS', type: 'string', default: BUNDLED_CHARACTERS, help: 'Folder of character scripts (*.yaml, *.yml).', metavar: 'DIR' },
   adminKeys: { flag: 'admin-keys', env: 'NPCD_ADMIN_KEYS', type: 'list', default: [], help: 'Comma-separated admin keys for /v1/admin routes (card import and export), sent as "Authorization: Bearer KEY". Without them the admin routes answer 403 ERR_ADMIN_DISABLED.', metavar: 'KEYS' },
   maxCardBytes: { flag: 'max-card-bytes', env: 'NPCD_MAX_CARD_BYTES', type: 'bytes', default: '16MiB', min: 1024, max: 32 * 1024 * 1024, help: 'Largest Character Card accepted by POST /v1/admin/characters.', metavar: 'SIZE' },

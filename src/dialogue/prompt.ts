@@ -96,6 +96,8 @@ export interface PromptInput {
   readonly historyBudget?: number;
   /** The client's own conversation, replacing greeting and history (see above). */
   readonly client?: ClientMessages;
+  /** Memories recalled for this message, best first (memory/recall.ts); they go after the lore. */
+  readonly memories?: readonly string[];
 }
 
 /** A conversation kept by the client, split around the user message of the turn. */
@@ -126,6 +128,7 @@ export function buildPrompt(input: PromptInput): Prompt {
   const stateBase = render(c, `{{char}}'s current state: ${input.state}.`, context);
   const stateLine = changed ? withText(stateBase, ` Persona now: ${changed}.`) : stateBase;
   const lore = c.lorebooks.length > 0 ? activeLore(c, recentTexts(c, history), input.userText, context) : undefined;
+  const recalled = memoryBlock(c, input.memories);
 
   // Newest history first, while it fits the budget.
   const budget = input.historyBudget ?? HISTORY_TOKEN_BUDGET;
@@ -141,7 +144,8 @@ export function buildPrompt(input: PromptInput): Prompt {
   }
   const tokens =
     system.tokens + (greeting ? greeting.tokens + MESSAGE_OVERHEAD : 0) + used +
-    stateLine.tokens + (lore ? lore.tokens + MESSAGE_OVERHEAD : 0) + (input.userTokens ?? countTokens(input.userText)) + 3 * MESSAGE_OVERHEAD;
+    stateLine.tokens + (lore ? lore.tokens + MESSAGE_OVERHEAD : 0) + (recalled ? recalled.tokens + MESSAGE_OVERHEAD : 0) +
+    (input.userTokens ?? countTokens(input.userText)) + 3 * MESSAGE_OVERHEAD;
 
   // The caller's history array changes after this turn starts: keep our part.
   const kept = history.slice(oldest);
@@ -154,6 +158,7 @@ export function buildPrompt(input: PromptInput): Prompt {
       if (greeting) messages.push({ role: 'assistant', content: greeting.text });
       for (const t of kept) if (t.character === c.id) messages.push({ role: t.role, content: t.text });
       if (lore) messages.push({ role: 'system', content: lore.text });
+      if (recalled) messages.push({ role: 'system', content: recalled.text });
       messages.push({ role: 'system', content: stateLine.text });
       messages.push({ role: 'user', content: input.userText });
       return messages;
@@ -177,7 +182,8 @@ function buildClientPrompt(input: PromptInput, client: ClientMessages): Prompt {
     }
     lore = activeLore(c, recent.reverse(), input.userText, context);
   }
-  let tokens = system.tokens + stateLine.tokens + (lore ? lore.tokens + MESSAGE_OVERHEAD : 0) + (input.userTokens ?? countTokens(input.userText)) + 3 * MESSAGE_OVERHEAD;
+  const recalled = memoryBlock(c, input.memories);
+  let tokens = system.tokens + stateLine.tokens + (lore ? lore.tokens + MESSAGE_OVERHEAD : 0) + (recalled ? recalled.tokens + MESSAGE_OVERHEAD : 0) + (input.userTokens ?? countTokens(input.userText)) + 3 * MESSAGE_OVERHEAD;
   for (const m of client.before) tokens += countTokens(m.content) + MESSAGE_OVERHEAD;
   for (const m of client.after) tokens += countTokens(m.content) + MESSAGE_OVERHEAD;
   let messages: ChatMessage[] | undefined;
@@ -187,12 +193,27 @@ function buildClientPrompt(input: PromptInput, client: ClientMessages): Prompt {
       if (messages) return messages;
       messages = [{ role: 'system', content: system.text }, ...client.before];
       if (lore) messages.push({ role: 'system', content: lore.text });
+      if (recalled) messages.push({ role: 'system', content: recalled.text });
       messages.push({ role: 'system', content: stateLine.text });
       messages.push(client.userName === undefined ? { role: 'user', content: input.userText } : { role: 'user', content: input.userText, name: client.userName });
       messages.push(...client.after);
       return messages;
     },
   };
+}
+
+/** Characters of one recalled memory kept in the prompt. */
+export const MEMORY_TEXT_LIMIT = 500;
+
+/**
+ * Recalled memories as one system message. Their texts are what users and
+ * the model wrote: passed on as they are, never rendered as templates.
+ */
+function memoryBlock(c: Character, memories: readonly string[] | undefined): Rendered | undefined {
+  if (!memories || memories.length === 0) return undefined;
+  const lines = memories.map((m) => `- ${m.length > MEMORY_TEXT_LIMIT ? m.slice(0, MEMORY_TEXT_LIMIT) + '…' : m}`);
+  const text = `${c.name} remembers from earlier in this conversation:\n${lines.join('\n')}`;
+  return { text, tokens: countTokens(text) };
 }
 
 /** Texts of the latest turns with this character, oldest first, for lore activation. */

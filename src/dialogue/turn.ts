@@ -41,6 +41,8 @@ export interface TurnInput {
   readonly sampling?: Sampling;
   /** Pacing of scripted (trigger) replies. */
   readonly scriptTokenDelayMs: number;
+  /** Memories recalled for this message, best first (see memory/recall.ts). */
+  readonly memories?: readonly string[];
   readonly signal: AbortSignal;
 }
 
@@ -75,6 +77,8 @@ export interface TurnResult {
   readonly traits: Readonly<Record<string, number>>;
   readonly finish: FinishReason;
   readonly usage: Usage;
+  /** A script trigger fired on the message (a scripted reply, a state change or a persona adjustment): a key event. */
+  readonly triggered: boolean;
 }
 
 export function turnSeed(sessionId: string, turnNumber: number, text: string): number {
@@ -96,6 +100,7 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
   const { character, text, signal } = input;
   const before = withTraits(character.personaSpec, input.traits);
   const { respond, nextState, adjust } = evaluateTriggers(character, input.state, text, before);
+  const triggered = respond !== undefined || nextState !== input.state || adjust.length > 0;
   let persona = before;
   for (const a of adjust) if (persona) persona = adjustTrait(persona, a.key, a.change);
   const traits = changedTraits(character.personaSpec, persona);
@@ -107,7 +112,7 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
     PreviousState: input.state,
     Turn: String(input.turnNumber),
   };
-  const prompt = buildPrompt({ character, state: nextState, traits, history: input.history, userText: text, userTokens: input.textTokens, context, client: input.client });
+  const prompt = buildPrompt({ character, state: nextState, traits, history: input.history, userText: text, userTokens: input.textTokens, context, client: input.client, memories: input.memories });
   await sink.start(nextState, traits);
 
   const sampling = input.sampling ?? {};
@@ -145,7 +150,7 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
     if (!stopped) await flush();
     const finish: FinishReason = !stopped && sent.length < pieces.length ? 'length' : 'stop';
     const replyText = stops ? shown : sent.join('');
-    return { state: nextState, traits, finish, usage: { prompt_tokens: input.textTokens, completion_tokens: countTokens(replyText) } };
+    return { state: nextState, traits, finish, usage: { prompt_tokens: input.textTokens, completion_tokens: countTokens(replyText) }, triggered };
   }
 
   const request = {
@@ -186,12 +191,12 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
   }
   if (!result) {
     // Cut at a stop sequence: what was shown is the reply.
-    return { state: nextState, traits, finish: 'stop', usage: { prompt_tokens: prompt.tokens, completion_tokens: countTokens(shown) } };
+    return { state: nextState, traits, finish: 'stop', usage: { prompt_tokens: prompt.tokens, completion_tokens: countTokens(shown) }, triggered };
   }
   const usage: Usage = result.usage
     ? { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens }
     : { prompt_tokens: prompt.tokens, completion_tokens: tokens };
-  return { state: nextState, traits, finish: result.finish, usage };
+  return { state: nextState, traits, finish: result.finish, usage, triggered };
 }
 
 /** The character's persona with this session's changed traits. */

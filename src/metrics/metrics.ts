@@ -32,7 +32,16 @@ export const METRIC = {
   upstreamConnections: 'npcd_upstream_connections',
   upstreamConnectionsOpened: 'npcd_upstream_connections_opened_total',
   upstreamHealthy: 'npcd_upstream_healthy',
+  storeErrors: 'npcd_store_errors_total',
+  storeUp: 'npcd_store_up',
+  generationsInterrupted: 'npcd_generations_interrupted_total',
+  recallDuration: 'npcd_memory_recall_duration_seconds',
+  memoriesStored: 'npcd_memories_stored_total',
+  embeddingErrors: 'npcd_embedding_errors_total',
 } as const;
+
+/** Store operations counted in npcd_store_errors_total. */
+export const STORE_OPERATIONS = ['frames', 'turns', 'memories', 'lease'] as const;
 
 /** What the upstream pool metrics read at scrape time (see providers/upstream.ts). */
 export interface UpstreamGaugeSource {
@@ -169,6 +178,39 @@ export class Metrics {
     help: 'Sessions deleted after their idle TTL.',
     registers: [this.registry],
   });
+  readonly storeErrors = new Counter({
+    name: METRIC.storeErrors,
+    help: 'Memory store writes that failed in the background (the node went on without them), by operation.',
+    labelNames: ['operation'] as const,
+    registers: [this.registry],
+  });
+  readonly storeUp = new Gauge({
+    name: METRIC.storeUp,
+    help: '1 while the memory store is reachable (always 1 in-process), 0 while Redis is down.',
+    registers: [this.registry],
+  });
+  readonly generationsInterrupted = new Counter({
+    name: METRIC.generationsInterrupted,
+    help: 'Replies declared interrupted because the node generating them stopped (shared store only).',
+    registers: [this.registry],
+  });
+  readonly recallDuration = new Histogram({
+    name: METRIC.recallDuration,
+    help: 'Memory recall per turn: embedding the message and searching the session\'s memories.',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+  readonly memoriesStored = new Counter({
+    name: METRIC.memoriesStored,
+    help: 'Memories stored, by kind (turn, event).',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly embeddingErrors = new Counter({
+    name: METRIC.embeddingErrors,
+    help: 'Embedding requests that failed (recall skipped for the turn, or a memory stored without recall).',
+    registers: [this.registry],
+  });
   readonly resumes = new Counter({
     name: METRIC.resumes,
     help: 'hello frames with resume, by result (replayed, gap).',
@@ -265,6 +307,9 @@ export class Metrics {
     });
     // Known label values start at 0, so rates and alerts work before the first event.
     for (const result of ['replayed', 'gap']) this.resumes.inc({ result }, 0);
+    for (const operation of STORE_OPERATIONS) this.storeErrors.inc({ operation }, 0);
+    for (const kind of ['turn', 'event']) this.memoriesStored.inc({ kind }, 0);
+    this.storeUp.set(1);
     for (const result of ['loaded', 'failed', 'removed']) this.characterReloads.inc({ result }, 0);
     for (const reason of ['client', 'heartbeat_timeout', 'taken_over', 'shutdown', 'auth']) this.wsClosed.inc({ reason }, 0);
     // Process, event-loop lag and GC metrics.

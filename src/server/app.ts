@@ -17,9 +17,12 @@ import { createCodec, DEFAULT_DECODE_LIMITS, type FrameCodec } from '../protocol
 import { isInRotation } from '../providers/chain.js';
 import { createProvider, type ProviderHooks } from '../providers/index.js';
 import type { ModelProvider } from '../providers/types.js';
+import { createEmbedder } from '../memory/embed/index.js';
+import type { Embedder } from '../memory/embed/types.js';
+import { createMemoryStore } from '../memory/index.js';
+import { DEFAULT_RECALL, MemoryRecall } from '../memory/recall.js';
+import type { MemoryStore } from '../memory/store.js';
 import { SessionEngine } from '../session/engine.js';
-import { MemorySessionStore } from '../session/memory-store.js';
-import type { SessionStore } from '../session/types.js';
 import { HttpExchange } from './http.js';
 import { registerRoutes } from './routes.js';
 import { WsServer } from './ws.js';
@@ -28,7 +31,9 @@ export interface ServerParts {
   /** Defaults: a new registry loaded from config.characters, the --model provider, in-process store. */
   registry?: CharacterRegistry;
   provider?: ModelProvider;
-  store?: SessionStore;
+  store?: MemoryStore;
+  /** Default: the --embed embedder (not created when --recall is 0). */
+  embedder?: Embedder;
   metrics?: Metrics;
   logger?: Logger;
   /** Default: native unless config.native is false or the module does not load. */
@@ -57,6 +62,12 @@ async function loadCharacters(dir: string, pool: ParsePool, metrics: Metrics, lo
   return registry;
 }
 
+/** The store's reachability into npcd_store_up (the in-process store is always up). */
+function watchStore(store: MemoryStore, metrics: Metrics): void {
+  metrics.storeUp.set(store.status === 'down' ? 0 : 1);
+  store.onStatus?.((status) => metrics.storeUp.set(status === 'down' ? 0 : 1));
+}
+
 /** Provider and upstream events into metrics and logs. */
 function providerHooks(metrics: Metrics, logger: Logger): ProviderHooks {
   return {
@@ -76,7 +87,25 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
   const log = logger.child({ subsystem: 'server' });
   const metrics = parts.metrics ?? new Metrics();
   const provider = parts.provider ?? (await createProvider(config, providerHooks(metrics, logger)));
-  const store = parts.store ?? new MemorySessionStore();
+  const store =
+    parts.store ??
+    createMemoryStore({
+      redis: config.redis,
+      prefix: config.redisPrefix,
+      commandTimeoutMs: config.redisTimeoutMs,
+      budgetBytes: config.memoryBudgetBytes,
+      logger,
+    });
+  watchStore(store, metrics);
+  let embedder = parts.embedder;
+  if (!embedder && config.recallK > 0) {
+    embedder = createEmbedder(config.embed, { ...config, logger });
+    await embedder.init();
+  }
+  // --recall 0 keeps no memories and recalls none, whatever embedder is at hand.
+  const recall = embedder && config.recallK > 0
+    ? new MemoryRecall(store, embedder, { native: config.native && !nativeLoadError() }, { k: config.recallK, minScore: config.recallMinScore, maxMemories: config.maxMemories, maxIndexes: DEFAULT_RECALL.maxIndexes }, log)
+    : undefined;
 
   // Character files are parsed in worker threads, at start and on reload.
   let pool: ParsePool | undefined;
@@ -103,6 +132,8 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
 
   const engine = new SessionEngine({
     store,
+    recall,
+    sharing: { leaseMs: config.leaseMs },
     registry,
     provider,
     metrics,
@@ -180,7 +211,9 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
           ? { ready: false, reason: 'no_characters' }
           : !isInRotation(provider)
             ? { ready: false, reason: 'upstreams_unhealthy' }
-            : { ready: true, reason: 'ok' },
+            : store.status === 'down'
+              ? { ready: false, reason: 'store_unavailable' }
+              : { ready: true, reason: 'ok' },
   });
   // A plain GET on the WebSocket path (uWS passes non-upgrade requests on).
   app.get('/v1/ws', (res, req) => {
@@ -202,7 +235,7 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
     });
   });
   const port = uWS.us_socket_local_port(listenSocket);
-  log.info({ host: config.host, port, provider: provider.description, store: store.kind }, `npcd listening on ${config.host}:${port}`);
+  log.info({ host: config.host, port, provider: provider.description, store: store.kind, embedder: embedder?.name, node: engine.nodeId }, `npcd listening on ${config.host}:${port}`);
 
   let shutdownPromise: Promise<void> | undefined;
   const shutdown = (timeoutMs = config.shutdownTimeoutMs): Promise<void> => {
@@ -218,6 +251,8 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
       engine.close();
       await watcher?.close();
       await pool?.close();
+      if (!parts.store) await store.close();
+      if (!parts.embedder) await embedder?.close();
       // Only a provider this server created is closed here; a caller's own one stays the caller's.
       if (!parts.provider) await provider.close?.();
     })();

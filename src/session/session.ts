@@ -25,18 +25,38 @@ export interface Generation {
   orphanTimer: NodeJS.Timeout | undefined;
 }
 
+/**
+ * Where frames go before clients see them, when the session's stream is
+ * shared with other nodes (Redis): the sink stores them and then calls
+ * `session.publish(seq)`, so a client never sees a frame that another node
+ * could not replay.
+ */
+export interface FrameSink {
+  write(session: Session, frame: StreamFrame): void;
+}
+
 export interface SessionHooks {
   /** A listener threw; the stream goes on for the others. */
   readonly onListenerError?: (err: unknown) => void;
   /** The owner or the set of listeners changed (the engine watches for generations nobody waits for). */
   readonly onAttachmentChange?: (session: Session) => void;
+  /** Frames are stored here first and reach the log and the listeners when published. */
+  readonly sink?: FrameSink;
 }
 
 /** How many accepted message ids a session remembers to refuse duplicates. */
 const RECENT_IDS = 256;
 
 export class Session {
+  /** Seq of the newest frame in the log, the newest any client can see. */
   seq = 0;
+  /** Seq of the newest frame emitted (ahead of `seq` while frames wait in the sink). */
+  private assigned = 0;
+  /** Frames emitted but not yet published (only with a sink), oldest first. */
+  private unpublished: StreamFrame[] = [];
+  private readonly sink: FrameSink | undefined;
+  /** A reply another node is generating, which this node follows (see SessionEngine). */
+  remote: { readonly id: string; readonly node: string } | undefined;
   readonly log: ReplayLog;
   generation: Generation | undefined;
   private currentOwner: object | undefined;
@@ -53,6 +73,7 @@ export class Session {
     this.log = new ReplayLog(replayFrames);
     this.onListenerError = hooks.onListenerError ?? (() => {});
     this.onAttachmentChange = hooks.onAttachmentChange;
+    this.sink = hooks.sink;
     for (const t of data.turns) if (t.role === 'user') this.rememberId(t.id);
   }
 
@@ -95,7 +116,47 @@ export class Session {
    * every listener.
    */
   emit(frame: StreamFrame): StreamFrame {
-    frame.seq = ++this.seq;
+    frame.seq = ++this.assigned;
+    if (this.sink) {
+      this.unpublished.push(frame);
+      this.sink.write(this, frame);
+    } else {
+      this.show(frame);
+    }
+    return frame;
+  }
+
+  /** Seq the next emitted frame gets. */
+  get nextSeq(): number {
+    return this.assigned + 1;
+  }
+
+  /** Frames emitted up to `seq` become visible: into the log and to the listeners (see FrameSink). */
+  publish(seq: number): void {
+    let n = 0;
+    while (n < this.unpublished.length && this.unpublished[n]!.seq <= seq) this.show(this.unpublished[n++]!);
+    if (n > 0) this.unpublished = this.unpublished.slice(n);
+  }
+
+  /**
+   * Frames another node emitted and stored, oldest first. Frames this
+   * session already has are skipped; when they do not follow on from the log
+   * (the store dropped some), the log restarts from them.
+   */
+  adopt(frames: readonly StreamFrame[]): number {
+    let added = 0;
+    for (const frame of frames) {
+      if (frame.seq <= this.seq) continue;
+      if (frame.seq !== this.seq + 1) this.log.clear();
+      this.assigned = Math.max(this.assigned, frame.seq);
+      this.show(frame);
+      added++;
+    }
+    return added;
+  }
+
+  private show(frame: StreamFrame): void {
+    this.seq = frame.seq;
     this.log.push(frame);
     for (const listener of this.listeners) {
       try {
@@ -105,7 +166,6 @@ export class Session {
         this.onListenerError(err);
       }
     }
-    return frame;
   }
 
   /** Adds a listener; the returned function removes it (calling it again does nothing). */
@@ -131,6 +191,6 @@ export class Session {
 
   /** True when nothing holds the session: no connection, listener or generation. */
   get idle(): boolean {
-    return this.currentOwner === undefined && this.listeners.size === 0 && this.generation === undefined;
+    return this.currentOwner === undefined && this.listeners.size === 0 && this.generation === undefined && this.unpublished.length === 0;
   }
 }

@@ -33,18 +33,9 @@ export interface SessionData {
   turns: Turn[];
   /** User turns ever taken (not bounded; numbers the turns). */
   userTurns: number;
-}
-
-/**
- * Where session data lives. In-process by default; the Redis backend
- * implements the same interface so that several nodes share sessions.
- */
-export interface SessionStore {
-  readonly kind: string;
-  load(id: string): Promise<SessionData | undefined>;
-  /** Creates or replaces the session's header (states, counters, lastActive). */
-  save(data: SessionData): Promise<void>;
-  /** Appends turns, keeping at most `maxTurns` (oldest dropped). */
-  appendTurns(id: string, turns: readonly Turn[], maxTurns: number): Promise<void>;
-  delete(id: string): Promise<void>;
+  /**
+   * The highest intent weight of the session's turns (0 ordinary .. 1 a key
+   * event); it lengthens the session's TTL (src/memory/ttl.ts).
+   */
+  intent?: number;
 }

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { MemorySessionStore } from '../../src/session/memory-store.js';
+import { InProcessMemoryStore } from '../../src/memory/in-process.js';
 import type { Turn } from '../../src/session/types.js';
 import { testServer } from '../helpers/server.js';
 import { packr, TestClient } from '../helpers/ws-client.js';
@@ -182,14 +182,14 @@ t.test('client-chosen session ids are kept', async (t) => {
 });
 
 t.test('a failing session store costs the turn an error frame, not the server', async (t) => {
-  class FlakyStore extends MemorySessionStore {
+  class FlakyStore extends InProcessMemoryStore {
     fail = true;
-    override async appendTurns(id: string, turns: readonly Turn[], maxTurns: number): Promise<void> {
+    override async appendTurns(id: string, turns: readonly Turn[], maxTurns: number, ttlS: number): Promise<void> {
       if (this.fail) throw new Error('disk on fire');
-      return super.appendTurns(id, turns, maxTurns);
+      return super.appendTurns(id, turns, maxTurns, ttlS);
     }
   }
-  const store = new FlakyStore();
+  const store = new FlakyStore({ budgetBytes: 64 * 1024 * 1024 });
   const { ws } = await testServer(t, { model: 'mock', mockTokens: 2 }, { store });
   const c = await TestClient.connect(ws);
   t.teardown(() => c.close());

@@ -9,7 +9,7 @@ import { MockProvider, mockToken } from '../../src/providers/mock.js';
 import { pause } from '../../src/providers/pace.js';
 import type { GenerateRequest, GenerateResult, ModelProvider } from '../../src/providers/types.js';
 import { type EngineLimits, SessionEngine } from '../../src/session/engine.js';
-import { MemorySessionStore } from '../../src/session/memory-store.js';
+import { InProcessMemoryStore } from '../../src/memory/in-process.js';
 import type { Session } from '../../src/session/session.js';
 import { streamPieces } from '../../src/text/tokens.js';
 
@@ -29,7 +29,7 @@ const LIMITS: EngineLimits = {
 function setup(t: Test, options: { provider?: ModelProvider; limits?: Partial<EngineLimits> } = {}) {
   const registry = new CharacterRegistry();
   registry.loadDirectory(BUNDLED);
-  const store = new MemorySessionStore();
+  const store = new InProcessMemoryStore({ budgetBytes: 64 * 1024 * 1024 });
   const metrics = new Metrics({ defaultMetrics: false });
   const engine = new SessionEngine({
     store,
@@ -321,7 +321,7 @@ t.test('open() and find()', async (t) => {
   const [a, b] = await Promise.all([engine.open('same'), engine.open('same')]);
   t.equal(a.session, b.session, 'two concurrent opens of one new id give one session');
   t.equal(engine.sessionCount, 2);
-  t.equal(store.size, 2);
+  t.equal(store.stats().sessions, 2);
   const again = await engine.open('same');
   t.equal(again.session, a.session);
   t.equal(again.created, false);
@@ -331,7 +331,8 @@ t.test('open() and find()', async (t) => {
   t.equal(engine.peek('never'), undefined);
 
   // A session only in the store is adopted, with its history and states.
-  await store.save({ id: 'stored', createdAt: 1, lastActive: 1, states: { [CHAR]: 'wary' }, turns: [{ id: 'old', role: 'user', character: CHAR, text: 'x', at: 1, tokens: 1 }], userTurns: 1 });
+  await store.save({ id: 'stored', createdAt: 1, lastActive: 1, states: { [CHAR]: 'wary' }, turns: [], userTurns: 1 }, 3600);
+  await store.appendTurns('stored', [{ id: 'old', role: 'user', character: CHAR, text: 'x', at: 1, tokens: 1 }], 200, 3600);
   const s = await engine.find('stored');
   t.equal(s?.stateOf({ id: CHAR, initialState: 'calm', states: ['calm', 'wary'] }), 'wary');
   t.equal(s?.stateOf({ id: CHAR, initialState: 'calm', states: ['calm'] }), 'calm', 'a state a reloaded character no longer has falls back to its initial state');

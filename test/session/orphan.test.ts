@@ -7,7 +7,7 @@ import { Metrics } from '../../src/metrics/metrics.js';
 import type { DoneFrame } from '../../src/protocol/types.js';
 import { MockProvider } from '../../src/providers/mock.js';
 import { SessionEngine } from '../../src/session/engine.js';
-import { MemorySessionStore } from '../../src/session/memory-store.js';
+import { InProcessMemoryStore } from '../../src/memory/in-process.js';
 import { testServer } from '../helpers/server.js';
 import { TestClient } from '../helpers/ws-client.js';
 
@@ -112,7 +112,7 @@ t.test('engine: one timer per orphaned generation, cleared when someone listens 
   registry.loadDirectory(BUNDLED);
   const metrics = new Metrics({ defaultMetrics: false });
   const engine = new SessionEngine({
-    store: new MemorySessionStore(),
+    store: new InProcessMemoryStore({ budgetBytes: 64 * 1024 * 1024 }),
     registry,
     provider: new MockProvider({ tokens: 100, ttftMs: 0, tokenDelayMs: 10 }),
     metrics,
