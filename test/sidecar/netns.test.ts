@@ -76,7 +76,9 @@ t.test('srtt of a connection through the tbf: the sidecar agrees with ss -tie on
   t.ok(serverSide, `/sockets has the server's socket, by cookie ${ss.server.cookie}`);
   t.ok(clientSide, `/sockets has the client's socket, by cookie ${ss.client.cookie}`);
   t.equal(serverSide?.port, port, 'the server socket is listed under the watched port');
-  t.ok((ss.server.srttUs ?? 0) >= 10_000, `the sender's srtt shows the queue: ss rtt ${ms(ss.server.srttUs)} >= 10 ms`);
+  // The queue drains as the transfer ends, so the last segments' RTTs, and the smoothed value with
+  // them, fall towards the serialisation delay (a few ms at 1 Mbit/s); without the tbf it is ~0.05 ms.
+  t.ok((ss.server.srttUs ?? 0) >= 3_000, `the sender's srtt shows the queue: ss rtt ${ms(ss.server.srttUs)} >= 3 ms`);
 
   // Tolerance: tcp:tcp_probe fires at the top of tcp_rcv_established(), before the segment's ACK is
   // processed, so the sidecar's value of a socket can be one EWMA step behind ss: srtt' = 7/8 srtt +
