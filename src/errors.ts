@@ -72,6 +72,7 @@ export const ERRORS = {
   ERR_ADMIN_DISABLED: { status: 403, summary: 'Admin routes are off (no --admin-keys), or there is no characters folder to import into.' },
   ERR_CARD_INVALID: { status: 400, summary: 'An uploaded Character Card does not import; the message lists its problems.' },
   ERR_CARD_CONFLICT: { status: 409, summary: 'An uploaded card would take the id or name of a character from another file.' },
+  ERR_PROFILE_BUSY: { status: 409, summary: 'A CPU profile or heap snapshot (/debug/profile, /debug/heap) is already being taken; one at a time.' },
 
   // Operator-facing (start-up and configuration)
   ERR_CONFIG_INVALID: { status: 500, summary: 'A configuration value (flag, environment variable or file) is invalid.' },

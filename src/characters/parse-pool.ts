@@ -22,6 +22,12 @@ export interface ParsePoolOptions {
   readonly maxHeapMb?: number;
   /** Tasks waiting beyond the running ones (default 1000). */
   readonly maxQueue?: number;
+  /**
+   * Called after each task with its run time in seconds: as the worker
+   * measured it, or, for a task that failed there (timeout, out of memory),
+   * from submission to failure.
+   */
+  readonly onTaskDone?: (seconds: number) => void;
 }
 
 export interface ParseOutcome {
@@ -36,10 +42,12 @@ export interface ParseOutcome {
 export class ParsePool {
   private readonly pool: Piscina;
   readonly taskTimeoutMs: number;
+  private readonly onTaskDone: ((seconds: number) => void) | undefined;
 
   constructor(options: ParsePoolOptions = {}) {
     const threads = options.threads ?? Math.max(1, Math.min(4, Math.floor(availableParallelism() / 2)));
     this.taskTimeoutMs = options.taskTimeoutMs ?? 2000;
+    this.onTaskDone = options.onTaskDone;
     const maxHeapMb = options.maxHeapMb ?? 64;
     this.pool = new Piscina({
       filename: new URL('./parse-worker.js', import.meta.url).href,
@@ -87,9 +95,12 @@ export class ParsePool {
     // a parse gets its answer even when nothing else keeps the process up.
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), this.taskTimeoutMs);
+    const submitted = performance.now();
     try {
       result = (await this.pool.run(task, { signal: abort.signal })) as ParseTaskResult;
+      this.onTaskDone?.((result.runMs ?? performance.now() - submitted) / 1000);
     } catch (err) {
+      this.onTaskDone?.((performance.now() - submitted) / 1000);
       return { issues: [{ file, line: 1, column: 1, message: describeFailure(err, this.taskTimeoutMs) }] };
     } finally {
       clearTimeout(timer);

@@ -27,9 +27,17 @@ export interface ParseTaskResult {
   readonly card?: Card;
   /** For an import, the file the card names. */
   readonly file?: string;
+  /** How long the task ran in this worker (queue wait excluded), for npcd_worker_task_duration_seconds. */
+  readonly runMs?: number;
 }
 
 export default function parse(task: ParseTask): ParseTaskResult {
+  const started = performance.now();
+  const result = parseTask(task);
+  return { ...result, runMs: performance.now() - started };
+}
+
+function parseTask(task: ParseTask): ParseTaskResult {
   switch (task.kind) {
     case 'script': {
       const { character, issues } = parseCharacterScript(task.text, task.file, { readFile: readReferencedFile });

@@ -43,6 +43,7 @@ export interface ServeConfig {
   readonly watch: boolean;
   readonly adminKeys: readonly string[];
   readonly maxCardBytes: number;
+  readonly profileMaxSeconds: number;
   readonly parseThreads: number;
   readonly parseTimeoutMs: number;
   readonly openaiBaseUrl: string;
@@ -69,6 +70,8 @@ export interface ServeConfig {
   readonly recallMinScore: number;
   readonly maxMemories: number;
   readonly leaseMs: number;
+  readonly otlpEndpoint: string | undefined;
+  readonly traceSample: number;
 }
 
 /** The bundled characters folder, next to package.json. */
@@ -107,9 +110,12 @@ export const SERVE_FLAGS: FlagTable<keyof ServeConfig> = {
   recallMinScore: { flag: 'recall-min-score', env: 'NPCD_RECALL_MIN_SCORE', type: 'float', default: 0.3, min: -1, max: 1, help: 'Cosine similarity a memory needs to be recalled.', metavar: 'X' },
   maxMemories: { flag: 'max-memories', env: 'NPCD_MAX_MEMORIES', type: 'int', default: 100_000, min: 1, max: 10_000_000, help: 'Memories kept per session; the oldest are dropped beyond it.', metavar: 'N' },
   leaseMs: { flag: 'generation-lease', env: 'NPCD_GENERATION_LEASE', type: 'duration', default: '3s', min: 100, max: 600_000, help: 'With --redis: a node renews the lease on each reply it generates every third of this time; a reply whose node stopped is declared interrupted (ERR_GENERATION_INTERRUPTED) this long after.', metavar: 'DURATION' },
+  otlpEndpoint: { flag: 'otlp-endpoint', env: 'NPCD_OTLP_ENDPOINT', type: 'string', default: undefined, help: 'Export OpenTelemetry spans of each turn over OTLP/HTTP (JSON) to this collector, e.g. http://127.0.0.1:4318 (/v1/traces is appended unless given). Without it tracing is off and costs nothing; a client\'s traceparent is still passed to the model upstream (docs/tracing.md).', metavar: 'URL' },
+  traceSample: { flag: 'trace-sample', env: 'NPCD_TRACE_SAMPLE', type: 'float', default: 1, min: 0, max: 1, help: 'With --otlp-endpoint: share of new traces recorded (0 to 1); a client\'s traceparent decides for its own trace through its sampled flag.', metavar: 'RATIO' },
   characters: { flag: 'characters', env: 'NPCD_CHARACTERS', type: 'string', default: BUNDLED_CHARACTERS, help: 'Folder of character scripts (*.yaml, *.yml).', metavar: 'DIR' },
   adminKeys: { flag: 'admin-keys', env: 'NPCD_ADMIN_KEYS', type: 'list', default: [], help: 'Comma-separated admin keys for /v1/admin routes (card import and export), sent as "Authorization: Bearer KEY". Without them the admin routes answer 403 ERR_ADMIN_DISABLED.', metavar: 'KEYS' },
   maxCardBytes: { flag: 'max-card-bytes', env: 'NPCD_MAX_CARD_BYTES', type: 'bytes', default: '16MiB', min: 1024, max: 32 * 1024 * 1024, help: 'Largest Character Card accepted by POST /v1/admin/characters.', metavar: 'SIZE' },
+  profileMaxSeconds: { flag: 'profile-max-seconds', env: 'NPCD_PROFILE_MAX_SECONDS', type: 'int', default: 60, min: 1, max: 3600, help: 'Longest CPU profile GET /debug/profile?seconds=N may take (admin keys only; docs/profiling.md).', metavar: 'N' },
   watch: { flag: 'watch', env: 'NPCD_WATCH', type: 'bool', default: true, help: 'Reload character files when they change, are added or removed (--no-watch: load once at start).' },
   parseThreads: { flag: 'parse-threads', env: 'NPCD_PARSE_THREADS', type: 'int', default: 0, min: 0, max: 64, help: 'Worker threads that parse character files (0: half the cores, 1 to 4).', metavar: 'N' },
   parseTimeoutMs: { flag: 'parse-timeout', env: 'NPCD_PARSE_TIMEOUT', type: 'duration', default: '2s', min: 1, max: 600_000, help: 'A character file whose parsing takes longer fails to load (the worker is stopped).', metavar: 'DURATION' },
@@ -192,6 +198,17 @@ export function loadServeConfig(
     throw new NpcdError('ERR_CONFIG_INVALID', `--idle-timeout (${config.idleTimeoutMs} ms) must be longer than --heartbeat-interval (${config.heartbeatIntervalMs} ms)`);
   }
   parseModelSpec(config.model);
+  if (config.otlpEndpoint !== undefined) {
+    let url: URL | undefined;
+    try {
+      url = new URL(config.otlpEndpoint);
+    } catch {
+      // reported below
+    }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+      throw new NpcdError('ERR_CONFIG_INVALID', `--otlp-endpoint must be an http:// or https:// URL, got ${JSON.stringify(config.otlpEndpoint)}`);
+    }
+  }
   for (const [key, flag] of [['openaiBaseUrl', 'openai-base-url'], ['ollamaUrl', 'ollama-url'], ['dashscopeBaseUrl', 'dashscope-base-url']] as const) {
     (config as Record<string, unknown>)[key] = normalizeBaseUrl(config[key], `--${flag}`);
   }

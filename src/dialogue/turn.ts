@@ -15,6 +15,8 @@ import type { GenerateResult, ModelProvider } from '../providers/types.js';
 import type { FinishReason, Usage } from '../protocol/types.js';
 import type { Turn } from '../session/types.js';
 import { fnv1a } from '../text/random.js';
+import { SpanKind } from '@opentelemetry/api';
+import { ATTR, endWithError, headersOf, SPAN, type TraceHeaders, type TurnTrace } from '../tracing/tracing.js';
 import { countTokens, streamPieces } from '../text/tokens.js';
 import { buildPrompt, type ClientMessages } from './prompt.js';
 import { StopScanner } from './stop.js';
@@ -44,6 +46,10 @@ export interface TurnInput {
   /** Memories recalled for this message, best first (see memory/recall.ts). */
   readonly memories?: readonly string[];
   readonly signal: AbortSignal;
+  /** The turn's spans when tracing is on (npc.triggers and llm.request are started here). */
+  readonly trace?: TurnTrace;
+  /** When tracing is off: the client's trace context, forwarded unchanged to the upstream. */
+  readonly forwardTrace?: TraceHeaders;
 }
 
 export interface Sampling {
@@ -99,11 +105,23 @@ export function clientSeed(seed: number, text: string): number {
 export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnResult> {
   const { character, text, signal } = input;
   const before = withTraits(character.personaSpec, input.traits);
-  const { respond, nextState, adjust } = evaluateTriggers(character, input.state, text, before);
+  const triggerSpan = input.trace?.child(SPAN.triggers);
+  let evaluated: ReturnType<typeof evaluateTriggers>;
+  try {
+    evaluated = evaluateTriggers(character, input.state, text, before);
+  } catch (err) {
+    if (triggerSpan) endWithError(triggerSpan, err);
+    throw err;
+  }
+  const { respond, nextState, adjust } = evaluated;
   const triggered = respond !== undefined || nextState !== input.state || adjust.length > 0;
   let persona = before;
   for (const a of adjust) if (persona) persona = adjustTrait(persona, a.key, a.change);
   const traits = changedTraits(character.personaSpec, persona);
+  if (triggerSpan) {
+    triggerSpan.setAttributes({ [ATTR.triggered]: triggered, [ATTR.state]: nextState, 'npc.scripted_reply': respond?.respond !== undefined });
+    triggerSpan.end();
+  }
   const context: TemplateContext = {
     UserInput: text,
     CharacterName: character.name,
@@ -153,6 +171,9 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
     return { state: nextState, traits, finish, usage: { prompt_tokens: input.textTokens, completion_tokens: countTokens(replyText) }, triggered };
   }
 
+  // The provider call's span; its context goes upstream as traceparent. Off: the client's own, unchanged.
+  const llmSpan = input.trace?.child(SPAN.llm, { [ATTR.model]: input.provider.modelName ?? input.provider.name, [ATTR.provider]: input.provider.name }, SpanKind.CLIENT);
+  const propagated = llmSpan ? headersOf(llmSpan) : input.forwardTrace;
   const request = {
     character,
     get messages() {
@@ -165,6 +186,8 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
     ...(sampling.temperature === undefined ? {} : { temperature: sampling.temperature }),
     ...(sampling.topP === undefined ? {} : { topP: sampling.topP }),
     ...(sampling.stop && sampling.stop.length > 0 ? { stop: sampling.stop } : {}),
+    ...(propagated && { traceparent: propagated.traceparent }),
+    ...(propagated?.tracestate !== undefined && { tracestate: propagated.tracestate }),
   };
   let result: GenerateResult | undefined;
   try {
@@ -184,10 +207,20 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
       await flush();
     }
   } catch (err) {
-    if (signal.aborted) throw err;
+    if (signal.aborted) {
+      llmSpan?.setAttribute('npc.cancelled', true);
+      llmSpan?.end();
+      throw err;
+    }
     // Upstream failures keep their own codes (timed out, rate limited, ...).
-    if (err instanceof NpcdError) throw err;
-    throw new NpcdError('ERR_PROVIDER_FAILED', `provider ${input.provider.name} failed: ${(err as Error).message}`, { cause: err });
+    const failure = err instanceof NpcdError ? err : new NpcdError('ERR_PROVIDER_FAILED', `provider ${input.provider.name} failed: ${(err as Error).message}`, { cause: err });
+    if (llmSpan) endWithError(llmSpan, failure);
+    throw failure;
+  }
+  if (llmSpan) {
+    if (result?.usage) llmSpan.setAttributes({ [ATTR.promptTokens]: result.usage.promptTokens, [ATTR.completionTokens]: result.usage.completionTokens });
+    llmSpan.setAttribute(ATTR.finish, result?.finish ?? 'stop');
+    llmSpan.end();
   }
   if (!result) {
     // Cut at a stop sequence: what was shown is the reply.

@@ -3,7 +3,7 @@
  * template, method, status code, frame type, provider, error code); they never
  * hold session ids, user ids or free text.
  */
-import { Counter, type CounterConfiguration, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, type CounterConfiguration, collectDefaultMetrics, Gauge, Histogram, type Metric, Registry } from 'prom-client';
 
 export const METRIC = {
   httpRequests: 'http_requests_total',
@@ -18,6 +18,7 @@ export const METRIC = {
   turns: 'npcd_turns_total',
   tokens: 'npcd_tokens_streamed_total',
   ttft: 'npcd_time_to_first_token_seconds',
+  interTokenGap: 'npcd_inter_token_gap_seconds',
   turnDuration: 'npcd_turn_duration_seconds',
   sessions: 'npcd_sessions',
   sessionsExpired: 'npcd_sessions_expired_total',
@@ -27,6 +28,7 @@ export const METRIC = {
   characterReloads: 'npcd_character_reloads_total',
   providerRequests: 'npcd_provider_requests_total',
   providerDuration: 'npcd_provider_request_duration_seconds',
+  providerErrors: 'npcd_provider_errors_total',
   providerRetries: 'npcd_provider_retries_total',
   providerFallbacks: 'npcd_provider_fallbacks_total',
   upstreamConnections: 'npcd_upstream_connections',
@@ -38,6 +40,8 @@ export const METRIC = {
   recallDuration: 'npcd_memory_recall_duration_seconds',
   memoriesStored: 'npcd_memories_stored_total',
   embeddingErrors: 'npcd_embedding_errors_total',
+  workerQueueDepth: 'npcd_worker_queue_depth',
+  workerTaskDuration: 'npcd_worker_task_duration_seconds',
 } as const;
 
 /** Store operations counted in npcd_store_errors_total. */
@@ -49,6 +53,15 @@ export interface UpstreamGaugeSource {
   readonly stats: { readonly inUse: number; readonly idle: number; readonly waiting: number; readonly opened: number };
   readonly isHealthy: boolean;
 }
+
+/** What the worker pool gauge reads at scrape time (see characters/parse-pool.ts). */
+export interface WorkerPoolGaugeSource {
+  /** Tasks waiting for a free worker. */
+  readonly queueSize: number;
+}
+
+/** Worker pools, a bounded label. */
+export type WorkerPoolName = 'parse';
 
 /** Latency buckets from 1 ms to 30 s. */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -86,6 +99,82 @@ export class HotCounter<L extends string> {
 
   inc(labels: Record<L, string>, n = 1): void {
     this.cell(labels).value += n;
+  }
+}
+
+/** One label set of a HotHistogram: non-cumulative bucket counts, filled by plain arithmetic. */
+export class HistogramCell {
+  /** counts[i]: observations in (bounds[i-1], bounds[i]]; the last one above every bound (+Inf). */
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+
+  constructor(private readonly bounds: readonly number[]) {
+    this.counts = new Float64Array(bounds.length + 1);
+  }
+
+  observe(value: number): void {
+    const bounds = this.bounds;
+    let i = 0;
+    // Values are mostly small: a scan from the smallest bucket ends early.
+    while (i < bounds.length && value > bounds[i]!) i++;
+    this.counts[i]!++;
+    this.sum += value;
+    this.count++;
+  }
+}
+
+/**
+ * A histogram for per-token paths: an observation is a few additions on a
+ * cell kept by the caller (prom-client's Histogram validates and hashes its
+ * labels on every observe, also through `labels()`), and the exposition is
+ * built from the cells when /metrics is scraped. Registered in the registry
+ * as a metric of its own, through prom-client's `registerMetric`.
+ */
+export class HotHistogram<L extends string> {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly name: string;
+  readonly help: string;
+  private readonly bounds: readonly number[];
+  private readonly cells = new Map<string, { labels: Record<L, string>; cell: HistogramCell }>();
+
+  constructor(config: { name: string; help: string; labelNames: readonly L[]; buckets: readonly number[]; registers: Registry[] }) {
+    this.name = config.name;
+    this.help = config.help;
+    this.bounds = [...config.buckets].sort((a, b) => a - b);
+    for (const r of config.registers) r.registerMetric(this as unknown as Metric);
+  }
+
+  /** The cell for one label set; keep it and call its `observe`. */
+  cell(labels: Record<L, string>): HistogramCell {
+    const key = Object.values(labels).join('\u0000');
+    let c = this.cells.get(key);
+    if (!c) this.cells.set(key, (c = { labels, cell: new HistogramCell(this.bounds) }));
+    return c.cell;
+  }
+
+  /** What prom-client's registry formats (the same shape as Histogram.get()). */
+  get(): { name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: { labels: Record<string, string | number>; value: number; metricName: string }[] } {
+    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+    for (const { labels, cell } of this.cells.values()) {
+      let cumulative = 0;
+      for (let i = 0; i <= this.bounds.length; i++) {
+        cumulative += cell.counts[i]!;
+        values.push({ labels: { le: i < this.bounds.length ? this.bounds[i]! : '+Inf', ...labels }, value: cumulative, metricName: `${this.name}_bucket` });
+      }
+      values.push({ labels, value: cell.sum, metricName: `${this.name}_sum` });
+      values.push({ labels, value: cell.count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  reset(): void {
+    for (const { cell } of this.cells.values()) {
+      cell.counts.fill(0);
+      cell.sum = 0;
+      cell.count = 0;
+    }
   }
 }
 
@@ -159,6 +248,15 @@ export class Metrics {
     help: 'Time from accepting a chat to its first token, in seconds.',
     labelNames: ['provider'] as const,
     buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  /** Observed once per token after the first: take `interTokenGap.cell(...)` once per turn and observe on it. */
+  readonly interTokenGap = new HotHistogram({
+    name: METRIC.interTokenGap,
+    help: 'Time between consecutive tokens of a reply, in seconds, by provider.',
+    labelNames: ['provider'] as const,
+    // Tokens that arrive in one upstream chunk are microseconds apart; a stalled upstream seconds.
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [this.registry],
   });
   readonly turnDuration = new Histogram({
@@ -249,6 +347,12 @@ export class Metrics {
     buckets: [...LATENCY_BUCKETS, 60, 120, 300],
     registers: [this.registry],
   });
+  readonly providerErrors = new Counter({
+    name: METRIC.providerErrors,
+    help: 'HTTP requests to model upstreams that failed (each retry counts), by upstream and reason: unavailable, timeout, rate_limited, bad_response, rejected.',
+    labelNames: ['provider', 'reason'] as const,
+    registers: [this.registry],
+  });
   readonly providerRetries = new Counter({
     name: METRIC.providerRetries,
     help: 'Retries of upstream requests before their first token, by upstream and the reason of the failure retried.',
@@ -261,6 +365,22 @@ export class Metrics {
     labelNames: ['provider', 'reason'] as const,
     registers: [this.registry],
   });
+  /** Worker pools whose queues the gauge below reads when scraped. */
+  private readonly workerPools = new Map<WorkerPoolName, WorkerPoolGaugeSource>();
+  readonly workerQueueDepth: Gauge<'pool'>;
+  readonly workerTaskDuration = new Histogram({
+    name: METRIC.workerTaskDuration,
+    help: 'Run time of worker pool tasks in seconds (in the worker, queue wait excluded), by pool.',
+    labelNames: ['pool'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+
+  /** Exports a worker pool's queue depth (read when scraped). */
+  watchWorkerPool(name: WorkerPoolName, pool: WorkerPoolGaugeSource): void {
+    this.workerPools.set(name, pool);
+  }
+
   readonly upstreamConnections: Gauge<'upstream' | 'state'>;
   readonly upstreamOpened: Counter<'upstream'>;
   readonly upstreamHealthy: Gauge<'upstream'>;
@@ -268,10 +388,21 @@ export class Metrics {
   /** Exports an upstream's pool (connections in use, idle, waiting turns, opened) and health. */
   watchUpstream(u: UpstreamGaugeSource): void {
     this.upstreams.push(u);
+    for (const reason of ['unavailable', 'timeout', 'rate_limited', 'bad_response', 'rejected']) this.providerErrors.inc({ provider: u.name, reason }, 0);
   }
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const upstreams = this.upstreams;
+    const workerPools = this.workerPools;
+    this.workerQueueDepth = new Gauge({
+      name: METRIC.workerQueueDepth,
+      help: 'Tasks waiting for a free worker, by pool (parse: character files).',
+      labelNames: ['pool'] as const,
+      registers: [this.registry],
+      collect() {
+        for (const [pool, source] of workerPools) this.set({ pool }, source.queueSize);
+      },
+    });
     this.upstreamConnections = new Gauge({
       name: METRIC.upstreamConnections,
       help: 'Connections of each model upstream\'s pool by state: in_use (carrying a request), idle (kept alive), waiting (turns waiting for a free connection).',

@@ -17,6 +17,10 @@ export interface ChatFrame {
   id: string;
   character: string;
   text: string;
+  /** W3C traceparent of the client's span (docs/tracing.md); an invalid one is ignored. */
+  traceparent?: string;
+  /** W3C tracestate going with it. */
+  tracestate?: string;
 }
 export interface CancelFrame {
   t: 'cancel';

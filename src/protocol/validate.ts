@@ -11,6 +11,7 @@ import {
   type ClientFrameType,
   PROTOCOL_VERSION,
 } from './types.js';
+import { MAX_TRACEPARENT_LENGTH, MAX_TRACESTATE_LENGTH } from '../tracing/trace-context.js';
 
 /** Session ids chosen by clients: 1–128 of letters, digits and `_ . : -`. */
 export const SESSION_ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
@@ -127,13 +128,20 @@ export function parseClientFrame(value: unknown, limits: FrameLimits): ClientFra
       if (optionalBoolean(obj, 'batch') === true) frame.batch = true;
       return frame;
     }
-    case 'chat':
-      return {
+    case 'chat': {
+      const frame: ChatFrame = {
         t: 'chat',
         id: requireString(obj, 'id', MAX_ID_LENGTH),
         character: requireString(obj, 'character', MAX_CHARACTER_REF_LENGTH),
         text: requireChatText(obj, 'text', limits.maxMessageChars),
-      } satisfies ChatFrame;
+      };
+      // Trace context is optional and never fails a chat: the format is checked where it is used (tracing/trace-context.ts).
+      const traceparent = ownField(obj, 'traceparent');
+      const tracestate = ownField(obj, 'tracestate');
+      if (typeof traceparent === 'string' && traceparent.length <= MAX_TRACEPARENT_LENGTH) frame.traceparent = traceparent;
+      if (typeof tracestate === 'string' && tracestate.length <= MAX_TRACESTATE_LENGTH) frame.tracestate = tracestate;
+      return frame;
+    }
     case 'cancel':
       return { t: 'cancel', id: requireString(obj, 'id', MAX_ID_LENGTH) };
     case 'ping': {

@@ -32,6 +32,11 @@ export class FallbackChain implements ModelProvider {
     this.description = `fallback chain: ${providers.map((p) => p.description).join(' → ')}`;
   }
 
+  /** The models in order (which one answers a turn is known only once it does). */
+  get modelName(): string {
+    return this.providers.map((p) => p.modelName ?? p.name).join('>');
+  }
+
   health(): readonly ProviderHealth[] {
     return this.providers.flatMap((p) => p.health?.() ?? []);
   }

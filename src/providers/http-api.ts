@@ -18,6 +18,8 @@ export interface AdapterOptions {
 export interface HeaderOptions {
   /** The W3C trace context of the turn, passed on as is. */
   readonly traceparent?: string | undefined;
+  /** Its tracestate, sent only with a traceparent. */
+  readonly tracestate?: string | undefined;
   /** The request has a JSON body. */
   readonly json?: boolean;
 }
@@ -49,12 +51,13 @@ export abstract class KeyedAdapter {
   }
 
   protected headers(accept: string, options: HeaderOptions = {}): Record<string, string> {
-    const { traceparent, json = false } = options;
+    const { traceparent, tracestate, json = false } = options;
     return {
       ...(json && { 'content-type': 'application/json' }),
       accept,
       ...(this.#apiKey !== undefined && { authorization: `Bearer ${this.#apiKey}` }),
       ...(traceparent !== undefined && { traceparent }),
+      ...(traceparent !== undefined && tracestate !== undefined && { tracestate }),
     };
   }
 }

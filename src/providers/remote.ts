@@ -49,6 +49,7 @@ const MAX_ERROR_BODY = 16 * 1024;
 export class RemoteProvider implements ModelProvider {
   readonly name: string;
   readonly description: string;
+  readonly modelName: string;
 
   constructor(
     private readonly adapter: ApiAdapter,
@@ -58,6 +59,7 @@ export class RemoteProvider implements ModelProvider {
     private readonly random: () => number = Math.random,
   ) {
     this.name = adapter.kind;
+    this.modelName = adapter.model;
     this.description = `${adapter.kind}: model ${adapter.model} at ${upstream.origin}${upstream.basePath} (${upstream.options.connections} connections, first token within ${limits.ttftTimeoutMs} ms, ${limits.retries} retries)`;
   }
 

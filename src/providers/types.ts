@@ -30,6 +30,8 @@ export interface GenerateRequest {
   readonly stop?: readonly string[];
   /** W3C traceparent of the turn, sent to HTTP upstreams when set. */
   readonly traceparent?: string;
+  /** W3C tracestate going with `traceparent`, sent when set. */
+  readonly tracestate?: string;
 }
 
 export interface GenerateResult {
@@ -44,6 +46,8 @@ export interface ModelProvider extends ProviderLifecycle {
   readonly name: string;
   /** What actually generates, for logs and /readyz (e.g. "markov-2 over character lines"). */
   readonly description: string;
+  /** The model name sent upstream (trace attribute llm.request.model); providers without one leave it out. */
+  readonly modelName?: string;
   /**
    * Streams the reply. Yields pieces of text in order; returns how it finished.
    * Must stop promptly (throwing an AbortError) once `signal` aborts.

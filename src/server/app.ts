@@ -3,6 +3,7 @@
  * graceful shutdown that stops accepting, lets in-flight replies finish within
  * the deadline, then closes every connection.
  */
+import { readFileSync } from 'node:fs';
 import uWS, { type TemplatedApp, type us_listen_socket } from 'uWebSockets.js';
 import { ParsePool } from '../characters/parse-pool.js';
 import { CharacterRegistry } from '../characters/registry.js';
@@ -23,6 +24,7 @@ import { createMemoryStore } from '../memory/index.js';
 import { DEFAULT_RECALL, MemoryRecall } from '../memory/recall.js';
 import type { MemoryStore } from '../memory/store.js';
 import { SessionEngine } from '../session/engine.js';
+import { createTracing } from '../tracing/tracing.js';
 import { HttpExchange } from './http.js';
 import { registerRoutes } from './routes.js';
 import { WsServer } from './ws.js';
@@ -53,6 +55,9 @@ export interface NpcdServer {
   shutdown(timeoutMs?: number): Promise<void>;
 }
 
+/** service.version of exported spans. */
+const SERVICE_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 async function loadCharacters(dir: string, pool: ParsePool, metrics: Metrics, log: Logger): Promise<CharacterRegistry> {
   const registry = new CharacterRegistry();
   const { loaded, failed } = await registry.loadDirectoryWith(dir, pool);
@@ -75,6 +80,7 @@ function providerHooks(metrics: Metrics, logger: Logger): ProviderHooks {
     upstream: (u) => metrics.watchUpstream(u),
     attempt: (provider, outcome, seconds) => {
       metrics.providerRequests.inc({ provider, outcome });
+      if (outcome !== 'ok' && outcome !== 'cancelled') metrics.providerErrors.inc({ provider, reason: outcome });
       metrics.providerDuration.observe({ provider }, seconds);
     },
     retry: (provider, reason) => metrics.providerRetries.inc({ provider, reason }),
@@ -112,7 +118,12 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
   let watcher: CharacterWatcher | undefined;
   let registry = parts.registry;
   if (!registry) {
-    pool = new ParsePool({ threads: config.parseThreads || undefined, taskTimeoutMs: config.parseTimeoutMs });
+    pool = new ParsePool({
+      threads: config.parseThreads || undefined,
+      taskTimeoutMs: config.parseTimeoutMs,
+      onTaskDone: (seconds) => metrics.workerTaskDuration.observe({ pool: 'parse' }, seconds),
+    });
+    metrics.watchWorkerPool('parse', pool);
     registry = await loadCharacters(config.characters, pool, metrics, log);
     if (config.watch) {
       const reg = registry;
@@ -130,7 +141,10 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
   }
   metrics.characters.set(registry.size);
 
+  // Off (and nothing of the SDK loaded) without --otlp-endpoint.
+  const tracing = await createTracing({ endpoint: config.otlpEndpoint, sampleRatio: config.traceSample, logger, serviceVersion: SERVICE_VERSION });
   const engine = new SessionEngine({
+    tracing,
     store,
     recall,
     sharing: { leaseMs: config.leaseMs },
@@ -197,6 +211,7 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
     maxMessageChars: config.maxMessageChars,
     apiKeys: config.apiKeys,
     sseMaxQueuedBytes: config.wsMaxBackpressureBytes,
+    profileMaxSeconds: config.profileMaxSeconds,
     admin: {
       adminKeys: config.adminKeys,
       registry,
@@ -249,6 +264,7 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
       ws.closeAll();
       ws.close();
       engine.close();
+      await tracing.shutdown();
       await watcher?.close();
       await pool?.close();
       if (!parts.store) await store.close();

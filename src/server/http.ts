@@ -7,6 +7,7 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { NpcdError, toNpcdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { type TraceHeaders, traceHeaders } from '../tracing/trace-context.js';
 
 const STATUS_TEXT: Record<number, string> = {
   200: 'OK', 201: 'Created', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
@@ -32,7 +33,7 @@ export type ErrorBody = (e: NpcdError) => unknown;
 export const npcdErrorBody: ErrorBody = (e) => ({ error: { code: e.code, message: e.message, ...(e.detail ?? {}) } });
 
 /** Request headers copied for handlers. */
-const COPIED_HEADERS = ['authorization', 'content-length', 'accept', 'x-session-id'] as const;
+const COPIED_HEADERS = ['authorization', 'content-length', 'accept', 'x-session-id', 'traceparent', 'tracestate'] as const;
 
 export class HttpExchange {
   aborted = false;
@@ -63,6 +64,11 @@ export class HttpExchange {
     for (const name of COPIED_HEADERS) headers[name] = req.getHeader(name);
     this.headers = headers;
     this.query = req.getQuery() ?? '';
+  }
+
+  /** The client's W3C trace context (traceparent and tracestate headers); undefined when absent or invalid. */
+  get trace(): TraceHeaders | undefined {
+    return traceHeaders(this.headers.traceparent || undefined, this.headers.tracestate || undefined);
   }
 
   onAbort(handler: () => void): void {

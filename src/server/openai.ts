@@ -169,6 +169,7 @@ export async function completions(x: HttpExchange, deps: RouteDeps): Promise<voi
       maxTokens: req.maxTokens,
       sampling: req.sampling,
       clientMessages: req.client,
+      trace: x.trace,
     });
   } catch (err) {
     unsubscribe();

@@ -27,6 +27,7 @@ import type { Session } from '../session/session.js';
 import type { Turn } from '../session/types.js';
 import { type AdminDeps, exportCard, importCard } from './admin.js';
 import { bearerToken, checkApiKey } from './auth.js';
+import { cpuProfile, heapSnapshot } from './debug.js';
 import { type ErrorBody, HttpExchange, npcdErrorBody } from './http.js';
 import { completions, getModel, listModels, openAiErrorBody } from './openai.js';
 import { SSE_HEADERS, SseWriter, sseEvent } from './sse.js';
@@ -48,6 +49,8 @@ export interface RouteDeps {
   readonly sseMaxQueuedBytes: number;
   readonly isReady: () => { ready: boolean; reason: string };
   readonly admin: AdminDeps;
+  /** Longest CPU profile /debug/profile takes (--profile-max-seconds). */
+  readonly profileMaxSeconds: number;
 }
 
 type Handler = (x: HttpExchange, params: readonly string[]) => void | Promise<void>;
@@ -100,6 +103,10 @@ export function registerRoutes(app: TemplatedApp, deps: RouteDeps): void {
   // Admin routes check their own keys (--admin-keys), not the API keys.
   add('post', '/v1/admin/characters', (x) => importCard(x, deps.admin), false);
   add('get', '/v1/admin/characters/:id/card', (x, [id]) => exportCard(x, deps.admin, id!), false);
+  // Profiling (docs/profiling.md): admin keys too.
+  const debug = { adminKeys: deps.admin.adminKeys, profileMaxSeconds: deps.profileMaxSeconds, logger: deps.logger };
+  add('get', '/debug/profile', (x) => cpuProfile(x, debug), false);
+  add('get', '/debug/heap', (x) => heapSnapshot(x, debug), false);
   add('get', '/healthz', (x) => x.json(200, { status: 'ok' }), false);
   add('get', '/readyz', (x) => {
     const { ready, reason } = deps.isReady();
@@ -253,7 +260,7 @@ async function chat(x: HttpExchange, deps: RouteDeps): Promise<void> {
   });
   x.onAbort(unsubscribe);
   try {
-    deps.engine.chat(session, { id, character, text: message });
+    deps.engine.chat(session, { id, character, text: message, trace: x.trace });
   } catch (err) {
     unsubscribe();
     x.error(err, headers);

@@ -29,6 +29,7 @@ import type { SessionEngine } from '../session/engine.js';
 import type { Session } from '../session/session.js';
 import { checkApiKey } from './auth.js';
 import { statusLine } from './http.js';
+import { traceHeaders } from '../tracing/trace-context.js';
 
 export interface WsLimits {
   readonly maxConnections: number;
@@ -376,7 +377,7 @@ export class WsServer {
 
   private chat(conn: Connection, session: Session, frame: ChatFrame): void {
     try {
-      this.deps.engine.chat(session, { id: frame.id, character: frame.character, text: frame.text });
+      this.deps.engine.chat(session, { id: frame.id, character: frame.character, text: frame.text, trace: traceHeaders(frame.traceparent, frame.tracestate) });
     } catch (err) {
       // A refused chat is part of the session's stream, so a client that
       // reconnects learns its fate on resume.

@@ -22,6 +22,7 @@ import { type Generation, Session } from './session.js';
 import { endsReply, FramePersister, keepLease, openReply } from './shared.js';
 import type { SessionData, Turn } from './types.js';
 import { countTokens } from '../text/tokens.js';
+import { ATTR, endWithError, SPAN, startTurnTrace, type TraceHeaders, type Tracing, type TurnTrace } from '../tracing/tracing.js';
 
 export interface EngineLimits {
   readonly maxSessions: number;
@@ -69,6 +70,8 @@ export interface EngineOptions {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly limits: EngineLimits;
+  /** Spans of each turn (docs/tracing.md); without it, or when off, none are made. */
+  readonly tracing?: Tracing;
 }
 
 export interface ChatRequest {
@@ -85,6 +88,8 @@ export interface ChatRequest {
    * prompt. The session still records the turn.
    */
   readonly clientMessages?: ClientMessages;
+  /** The client's W3C trace context (validated): the turn's span becomes its child, or it is forwarded as is when tracing is off. */
+  readonly trace?: TraceHeaders;
 }
 
 /** Tokens between forced event-loop turns during one reply. */
@@ -352,20 +357,37 @@ export class SessionEngine {
         });
       };
     }
+    // Tracing off: nothing is made for the turn (a client's traceparent is forwarded as it came).
+    const trace = this.options.tracing?.enabled
+      ? startTurnTrace(this.options.tracing, req.trace, {
+          [ATTR.npcId]: character.id,
+          [ATTR.conversationId]: session.id,
+          [ATTR.messageId]: generation.id,
+          [ATTR.model]: provider.modelName ?? provider.name,
+        })
+      : undefined;
     try {
-      await this.generate(session, generation, character, req);
+      await this.generate(session, generation, character, req, trace);
+    } catch (err) {
+      trace?.fail(err);
+      throw err;
     } finally {
+      trace?.end();
       // Renewals stop with the reply; what is left of the lease covers storing its last frames.
       stopLease?.();
       if (release) void this.persister!.settled(session).then(release);
     }
   }
 
-  private async generate(session: Session, generation: Generation, character: Character, req: ChatRequest): Promise<void> {
+  private async generate(session: Session, generation: Generation, character: Character, req: ChatRequest, trace: TurnTrace | undefined): Promise<void> {
     const { metrics: m, provider, store, limits } = this.options;
     const labels = { provider: provider.name };
     const tokenCount = m.tokens.cell(labels);
+    const gaps = m.interTokenGap.cell(labels);
     const started = performance.now();
+    let lastTokenAt = 0;
+    // From the first token to the end of the reply (tracing on only).
+    let streamSpan: ReturnType<TurnTrace['child']> | undefined;
     const signal = generation.controller.signal;
     const data = session.data;
     const text = req.text;
@@ -377,7 +399,7 @@ export class SessionEngine {
     let state = session.stateOf(character);
     let result: TurnResult | undefined;
     let finish: FinishReason = 'stop';
-    const memories = await this.recallFor(session, character, text, signal);
+    const memories = await this.recallFor(session, character, text, signal, trace);
     const input: TurnInput = {
       sessionId: session.id,
       character,
@@ -396,6 +418,8 @@ export class SessionEngine {
       scriptTokenDelayMs: limits.scriptTokenDelayMs,
       signal,
       memories,
+      trace,
+      forwardTrace: trace ? undefined : req.trace,
     };
     try {
       result = await runTurn(input, {
@@ -412,7 +436,12 @@ export class SessionEngine {
           session.emit({ t: 'start', seq: 0, id: generation.id, character: character.id, state });
         },
         token: (piece) => {
-          if (pieces.length === 0) m.ttft.observe(labels, (performance.now() - started) / 1000);
+          const now = performance.now();
+          if (pieces.length === 0) {
+            m.ttft.observe(labels, (now - started) / 1000);
+            streamSpan = trace?.child(SPAN.stream);
+          } else gaps.observe((now - lastTokenAt) / 1000);
+          lastTokenAt = now;
           pieces.push(piece);
           tokenCount.value++;
           session.emit({ t: 'token', seq: 0, id: generation.id, text: piece });
@@ -428,6 +457,8 @@ export class SessionEngine {
         generation.ending = true;
         this.stopOrphanTimer(generation);
         const e = toNpcdError(interrupted ? signal.reason : err);
+        if (streamSpan) endWithError(streamSpan, e);
+        trace?.fail(e);
         m.turns.inc({ ...labels, outcome: 'failed' });
         this.log.warn({ err, session: session.id, character: character.id, code: e.code }, 'turn failed');
         session.emit({ t: 'error', seq: 0, id: generation.id, code: e.code, message: e.message });
@@ -448,6 +479,8 @@ export class SessionEngine {
       await store.appendTurns(data.id, [replyTurn], limits.maxHistoryTurns, this.ttlOf(data));
     } catch (err) {
       const e = toNpcdError(err);
+      if (streamSpan) endWithError(streamSpan, e);
+      trace?.fail(e);
       m.storeErrors.inc({ operation: 'turns' });
       m.turns.inc({ ...labels, outcome: 'failed' });
       this.log.error({ err, session: session.id, code: e.code }, 'could not store the reply');
@@ -456,23 +489,33 @@ export class SessionEngine {
     }
     this.pushTurn(data, replyTurn);
     session.emit({ t: 'done', seq: 0, id: generation.id, text: replyText, state, usage, finish });
+    if (streamSpan) {
+      streamSpan.setAttribute(ATTR.tokens, pieces.length);
+      streamSpan.end();
+    }
+    trace?.end({ [ATTR.finish]: finish, [ATTR.state]: state, [ATTR.promptTokens]: usage.prompt_tokens, [ATTR.completionTokens]: usage.completion_tokens });
     m.turns.inc({ ...labels, outcome: finish === 'cancelled' ? 'cancelled' : 'completed' });
     m.turnDuration.observe(labels, (performance.now() - started) / 1000);
     this.remember(session, character, userTurn, replyText, result?.triggered === true);
   }
 
   /** The memories recalled for a message; none when recall is off or fails (the turn goes on without). */
-  private async recallFor(session: Session, character: Character, text: string, signal: AbortSignal): Promise<string[]> {
+  private async recallFor(session: Session, character: Character, text: string, signal: AbortSignal, trace: TurnTrace | undefined): Promise<string[]> {
     const recall = this.options.recall;
     if (!recall || recall.options.k <= 0) return [];
     const started = performance.now();
+    const span = trace?.child(SPAN.recall);
     try {
       const turns = session.data.turns;
       const recent = new Set(turns.slice(-RECENT_TURNS_NOT_RECALLED).map((t) => t.id));
       const found = await recall.recall(session.id, character.id, text, recent, signal);
       this.options.metrics.recallDuration.observe((performance.now() - started) / 1000);
+      span?.setAttribute(ATTR.memories, found.length);
+      span?.end();
       return found.map((m) => m.text);
     } catch (err) {
+      // The turn goes on without memories: the span says why.
+      if (span) endWithError(span, err);
       if (!signal.aborted) {
         this.options.metrics.embeddingErrors.inc();
         this.log.warn({ err, session: session.id }, 'memory recall failed; the turn goes on without memories');
