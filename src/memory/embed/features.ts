@@ -52,13 +52,57 @@ export const MAX_EMBED_CHARS = 16_384;
 
 /** Normalizes `text` (NFKC, lowercase, one apostrophe) and hands each token to `visitor`, in order; only the first MAX_EMBED_CHARS count. */
 export function scanTokens(text: string, visitor: TokenVisitor): void {
-  const normalized = (text.length > MAX_EMBED_CHARS ? text.slice(0, MAX_EMBED_CHARS) : text).normalize('NFKC').toLowerCase().replace(/[\u2018\u2019\u02bc\u0060\u00b4]/g, "'");
+  const bounded = text.length > MAX_EMBED_CHARS ? text.slice(0, MAX_EMBED_CHARS) : text;
+  if (ASCII_RE.test(bounded)) return scanAscii(bounded.toLowerCase(), visitor);
+  const normalized = bounded.normalize('NFKC').toLowerCase().replace(/[\u2018\u2019\u02bc\u0060\u00b4]/g, "'");
   TOKEN_RE.lastIndex = 0;
   let m: RegExpExecArray | null;
   while ((m = TOKEN_RE.exec(normalized)) !== null) {
     if (m[2] !== undefined) visitor.word(m[2]);
     else if (m[1] !== undefined) visitor.characters(m[1]);
     else if (m[3] !== undefined) visitor.symbol(m[3]);
+  }
+}
+
+const ASCII_RE = /^[\x00-\x7f]*$/;
+
+/** a-z or 0-9 (the text is lowercased). */
+function isWordChar(c: number): boolean {
+  return (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39);
+}
+
+/** Apostrophe, or the backtick that normalization turns into one. */
+function isApostrophe(c: number): boolean {
+  return c === 0x27 || c === 0x60;
+}
+
+/**
+ * scanTokens for lowercased ASCII text, where NFKC changes nothing, no
+ * character script or pictograph can occur, and a word is a run of a-z/0-9
+ * with inner apostrophes: the same tokens as TOKEN_RE, several times faster
+ * (most messages and replies of English role-play are ASCII).
+ */
+function scanAscii(text: string, visitor: TokenVisitor): void {
+  const n = text.length;
+  let i = 0;
+  while (i < n) {
+    if (!isWordChar(text.charCodeAt(i))) {
+      i++;
+      continue;
+    }
+    const start = i;
+    let backticks = false;
+    for (;;) {
+      while (i < n && isWordChar(text.charCodeAt(i))) i++;
+      if (i + 1 < n && isApostrophe(text.charCodeAt(i)) && isWordChar(text.charCodeAt(i + 1))) {
+        backticks ||= text.charCodeAt(i) === 0x60;
+        i++;
+        continue;
+      }
+      break;
+    }
+    const word = text.slice(start, i);
+    visitor.word(backticks ? word.replace(/`/g, "'") : word);
   }
 }
 
