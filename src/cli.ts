@@ -3,7 +3,6 @@
  * The npcd command line: `npcd serve` (the default) runs the server;
  * `npcd check`, `npcd sidecar` and `npcd tcp-advise` are the tools beside it.
  */
-import { readFileSync } from 'node:fs';
 import { runCheck } from './characters/check.js';
 import { loadServeConfig, serveHelp } from './config/serve.js';
 import { NpcdError } from './errors.js';
@@ -12,8 +11,8 @@ import { startServer } from './server/app.js';
 import { runTcpAdvise } from './sidecar/advise-cli.js';
 import { runSidecar } from './sidecar/cli.js';
 import { stopOnSignals } from './signals.js';
+import { VERSION } from './version.js';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 const USAGE = `Usage: npcd <command> [options]
 

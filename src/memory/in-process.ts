@@ -146,7 +146,7 @@ class Window<T> {
   }
 
   /** The items whose key is > `after`, oldest first; keys increase along the window. */
-  after(after: number, key: (item: T) => number): T[] {
+  after(after: number, key: (item: T) => number, limit = Infinity): T[] {
     let lo = this.head;
     let hi = this.items.length;
     while (lo < hi) {
@@ -154,7 +154,7 @@ class Window<T> {
       if (key(this.items[mid]!) > after) hi = mid;
       else lo = mid + 1;
     }
-    return this.items.slice(lo) as T[];
+    return this.items.slice(lo, lo + limit) as T[];
   }
 }
 
@@ -279,7 +279,7 @@ export class InProcessMemoryStore implements MemoryStore {
     const after = checkAfter(afterId, 'afterId');
     const most = limit === undefined ? Infinity : checkCount(limit, 'limit');
     const records = this.use(session)?.records;
-    return records ? records.memories.after(after, (m) => m.id).slice(0, most).map(copyMemory) : [];
+    return records ? records.memories.after(after, (m) => m.id, most).map(copyMemory) : [];
   }
 
   // ---- stream ------------------------------------------------------------

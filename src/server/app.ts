@@ -3,7 +3,6 @@
  * graceful shutdown that stops accepting, lets in-flight replies finish within
  * the deadline, then closes every connection.
  */
-import { readFileSync } from 'node:fs';
 import uWS, { type TemplatedApp, type us_listen_socket } from 'uWebSockets.js';
 import { ParsePool } from '../characters/parse-pool.js';
 import { CharacterRegistry } from '../characters/registry.js';
@@ -25,6 +24,7 @@ import { DEFAULT_RECALL, MemoryRecall } from '../memory/recall.js';
 import type { MemoryStore } from '../memory/store.js';
 import { SessionEngine } from '../session/engine.js';
 import { createTracing } from '../tracing/tracing.js';
+import { VERSION } from '../version.js';
 import { HttpExchange } from './http.js';
 import { registerRoutes } from './routes.js';
 import { WsServer } from './ws.js';
@@ -54,9 +54,6 @@ export interface NpcdServer {
   /** Graceful shutdown; resolves when every connection is closed. Idempotent. */
   shutdown(timeoutMs?: number): Promise<void>;
 }
-
-/** service.version of exported spans. */
-const SERVICE_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 async function loadCharacters(dir: string, pool: ParsePool, metrics: Metrics, log: Logger): Promise<CharacterRegistry> {
   const registry = new CharacterRegistry();
@@ -142,7 +139,7 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
   metrics.characters.set(registry.size);
 
   // Off (and nothing of the SDK loaded) without --otlp-endpoint.
-  const tracing = await createTracing({ endpoint: config.otlpEndpoint, sampleRatio: config.traceSample, logger, serviceVersion: SERVICE_VERSION });
+  const tracing = await createTracing({ endpoint: config.otlpEndpoint, sampleRatio: config.traceSample, logger, serviceVersion: VERSION });
   const engine = new SessionEngine({
     tracing,
     store,

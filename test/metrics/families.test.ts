@@ -13,13 +13,8 @@ import { BUNDLED_CHARACTERS } from '../../src/config/serve.js';
 import { METRIC } from '../../src/metrics/metrics.js';
 import { startFakeOpenAi } from '../helpers/fake-upstreams.js';
 import { postJson, testServer } from '../helpers/server.js';
+import { parsePrometheus, type Sample, select } from '../helpers/sidecar-process.js';
 import { TestClient } from '../helpers/ws-client.js';
-
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
 
 interface Exposition {
   samples: Sample[];
@@ -29,28 +24,14 @@ interface Exposition {
 
 /** Parses the text exposition format (0.0.4): # TYPE lines and samples; throws on a line it cannot read. */
 function parseExposition(text: string): Exposition {
-  const samples: Sample[] = [];
   const types = new Map<string, string>();
   for (const line of text.split('\n')) {
-    if (line === '') continue;
-    if (line.startsWith('#')) {
-      const m = /^# TYPE (\S+) (counter|gauge|histogram|summary|untyped)$/.exec(line);
-      if (m) types.set(m[1]!, m[2]!);
-      else if (!line.startsWith('# HELP ')) throw new Error(`unreadable comment line: ${line}`);
-      continue;
-    }
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)(?: \d+)?$/.exec(line);
-    if (!m) throw new Error(`unparsable metrics line: ${line}`);
-    const labels: Record<string, string> = {};
-    const body = m[2] ?? '';
-    const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?/gy;
-    let l: RegExpExecArray | null;
-    while ((l = re.exec(body)) !== null) labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
-    if (re.lastIndex !== 0 && re.lastIndex !== body.length) throw new Error(`unparsable labels: ${line}`);
-    if (body !== '' && Object.keys(labels).length === 0) throw new Error(`unparsable labels: ${line}`);
-    samples.push({ name: m[1]!, labels, value: Number(m[3]) });
+    if (!line.startsWith('#')) continue;
+    const m = /^# TYPE (\S+) (counter|gauge|histogram|summary|untyped)$/.exec(line);
+    if (m) types.set(m[1]!, m[2]!);
+    else if (!line.startsWith('# HELP ')) throw new Error(`unreadable comment line: ${line}`);
   }
-  return { samples, types };
+  return { samples: parsePrometheus(text), types };
 }
 
 /** The family a sample belongs to (histogram and summary series carry suffixes). */
@@ -139,7 +120,7 @@ t.test('every family is exported, label sets stay bounded and hold no ids or tex
   // Hot reload: one good change, one broken file.
   const scrape = async () => parseExposition(await (await fetch(`${http}/metrics`)).text());
   const value = (e: Exposition, name: string, labels: Record<string, string> = {}) =>
-    e.samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
+    select(e.samples, name, labels)[0]?.value;
   const waitMetric = async (name: string, labels: Record<string, string>, min: number) => {
     const until = Date.now() + 10_000;
     for (;;) {

@@ -9,6 +9,7 @@ import t from 'tap';
 import { startCli, type ServerProcess } from '../helpers/child.js';
 import { RedisServer, requireRedis } from '../helpers/redis.js';
 import { getJson } from '../helpers/server.js';
+import { parsePrometheus, select } from '../helpers/sidecar-process.js';
 import { waitFor } from '../helpers/wait.js';
 import { TestClient } from '../helpers/ws-client.js';
 
@@ -25,8 +26,7 @@ interface Outcome {
 
 async function metric(n: ServerProcess, name: string): Promise<number | undefined> {
   const res = await fetch(`http://127.0.0.1:${n.port}/metrics`);
-  const line = (await res.text()).split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-  return line === undefined ? undefined : Number(line.split(' ').at(-1));
+  return select(parsePrometheus(await res.text()), name)[0]?.value;
 }
 
 t.test('Redis restarted under load: npcd recovers without a restart', async (t) => {
