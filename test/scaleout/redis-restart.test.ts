@@ -74,12 +74,16 @@ t.test('Redis restarted under load: npcd recovers without a restart', async (t) 
   t.equal((await getJson(`http://127.0.0.1:${npcd.port}/readyz`)).status, 200, 'ready again');
   t.equal(await metric(npcd, 'npcd_store_up'), 1, 'npcd_store_up 1 again');
 
-  // What Redis holds now is the history as the clients saw it: every acknowledged turn.
+  // What Redis holds now: every reply acknowledged with done. A reply whose write was cut off by the
+  // restart ended with ERR_STORE_UNAVAILABLE, yet Redis may have applied the write (its outcome is
+  // unknown): such a reply may be there too; no other may.
   for (let i = 0; i < CLIENTS; i++) {
     const r = await getJson(`http://127.0.0.1:${npcd.port}/v1/sessions/${sessions[i]}/messages?limit=1000`);
     const ids = (r.body as { messages: { role: string; id: string }[] }).messages.filter((m) => m.role === 'assistant').map((m) => m.id);
-    const acknowledged = clients[i]!.frames.filter((f) => f.t === 'done').map((f) => f.id as string);
-    t.same(ids, acknowledged, `client ${i}: the replies in the history are exactly those acknowledged with done`);
+    const frames = clients[i]!.frames;
+    const acknowledged = frames.filter((f) => f.t === 'done').map((f) => f.id as string);
+    const unknown = new Set(frames.filter((f) => f.t === 'error' && f.code === 'ERR_STORE_UNAVAILABLE' && frames.some((s) => s.t === 'start' && s.id === f.id)).map((f) => f.id as string));
+    t.same(ids.filter((id) => !unknown.has(id)), acknowledged, `client ${i}: every reply acknowledged with done is in the history, in order, and no reply that failed otherwise`);
   }
   const fresh = await TestClient.connect(url);
   t.equal((await fresh.hello()).t, 'welcome', 'new sessions open again');
