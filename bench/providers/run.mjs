@@ -21,7 +21,9 @@ const HELP = `Usage: node bench/providers/run.mjs [options]
   --tokens N             tokens per reply of the mock upstream (default 64)
   --interval MS          pause between tokens (default 20)
   --ttft MS              upstream delay before the first token (default 20)
-  --targets LIST         any of direct,npcd,portkey (default all three)
+  --targets LIST         any of direct,floor,npcd,portkey (default all four); floor is
+                         floor-relay.mjs, the bare uWS + undici byte relay
+  --rounds R             measure every target at every level R times, in turn (default 1)
   --character ID         npcd model (a character id); default: station-ai if listed, else the first
   --npcd-args 'ARGS'     extra flags for npcd serve (split on spaces)
   --npcd-root DIR        the npcd checkout whose dist/cli.js runs (default: this one)
@@ -48,7 +50,8 @@ const { values: opt } = parseArgs({
     tokens: { type: 'string', default: '64' },
     interval: { type: 'string', default: '20' },
     ttft: { type: 'string', default: '20' },
-    targets: { type: 'string', default: 'direct,npcd,portkey' },
+    targets: { type: 'string', default: 'direct,floor,npcd,portkey' },
+    rounds: { type: 'string', default: '1' },
     character: { type: 'string' },
     'npcd-args': { type: 'string', default: '' },
     'npcd-root': { type: 'string' },
@@ -77,7 +80,9 @@ if (!(DURATION > 0 && DURATION <= 120)) die('--duration: 0 < S <= 120');
 if (!(WARMUP >= 0 && WARMUP <= 60)) die('--warmup: 0 <= S <= 60');
 if (!Number.isInteger(TOKENS) || TOKENS < 1 || TOKENS > 10_000) die('--tokens: 1..10000');
 const TARGETS = opt.targets.split(',').map((s) => s.trim()).filter(Boolean);
-for (const t of TARGETS) if (!['direct', 'npcd', 'portkey'].includes(t)) die(`unknown target ${t}`);
+for (const t of TARGETS) if (!['direct', 'floor', 'npcd', 'portkey'].includes(t)) die(`unknown target ${t}`);
+const ROUNDS = Number(opt.rounds);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1 || ROUNDS > 20) die('--rounds: 1..20');
 const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 const OUT = opt.out ?? join(HERE, `results-${stamp}.json`);
 const LOGS = mkdtempSync(join(tmpdir(), 'npcd-bench-providers-'));
@@ -184,6 +189,14 @@ async function main() {
     targets.push({ name: 'direct', url: `${upBase}/chat/completions`, model: 'bench-model', headers: [], watch: [] });
   }
 
+  if (TARGETS.includes('floor')) {
+    const port = await freePort();
+    const args = [join(HERE, 'floor-relay.mjs'), '--port', String(port), '--upstream', upBase, '--connections', String(Math.max(...LEVELS) + 16)];
+    const floor = start('floor', process.execPath, args);
+    if (!(await waitPort(floor, port, 10))) throw new Error(`floor-relay did not start; see ${LOGS}/floor.log`);
+    targets.push({ name: 'floor', url: `http://127.0.0.1:${port}/v1/chat/completions`, model: 'bench-model', headers: [], watch: [`relay=${floor.pid}`], cmd: `node ${relative(ROOT, args[0])} ${args.slice(1).join(' ')}` });
+  }
+
   let npcdVersion = null;
   if (TARGETS.includes('npcd')) {
     if (!existsSync(join(NPCD_ROOT, 'dist', 'cli.js'))) {
@@ -249,20 +262,20 @@ async function main() {
 
   // ---- timed runs
   const runs = [];
-  for (const c of LEVELS) {
+  for (let round = 1; round <= ROUNDS; round++) for (const c of LEVELS) {
     for (const t of targets) {
       if (!t.checked) { log(`skipping ${t.name}: its check failed`); continue; }
       await sleep(SETTLE * 1000);
       const quiet = await waitQuiet();
       const load = loadAvg();
-      log(`== ${t.name}: ${c} clients, ramp ${RAMP_MS} ms + ${WARMUP} s warmup + ${DURATION} s`);
+      log(`== ${ROUNDS > 1 ? `round ${round}/${ROUNDS}: ` : ''}${t.name}: ${c} clients, ramp ${RAMP_MS} ms + ${WARMUP} s warmup + ${DURATION} s`);
       const r = await runClient([...clientArgs(t), '--concurrency', String(c), '--duration', String(DURATION),
         '--warmup', String(WARMUP + RAMP_MS / 1000), '--ramp', String(RAMP_MS), '--timeout', '60',
         '--expect-tokens', String(TOKENS), '--interval', String(INTERVAL), '--ttft', String(TTFT),
         '--watch', `upstream=${upstream.pid}`, ...t.watch.flatMap((w) => ['--watch', w]), '--label', `${t.name}-${c}`]);
       if (r.failed) log(`   failed: ${r.failed}`);
       else log(`   ${r.requests.ok} replies, ${r.tokensPerSecond} tokens/s, TTFT p50 ${r.ttftMs.p50} ms, errors ${r.requests.errorCount}`);
-      runs.push({ target: t.name, concurrency: c, loadAvgBefore: load, quietBefore: quiet, ...r });
+      runs.push({ target: t.name, concurrency: c, round, loadAvgBefore: load, quietBefore: quiet, ...r });
     }
   }
 
@@ -272,7 +285,7 @@ async function main() {
   const result = {
     date: new Date().toISOString(),
     machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? null, memGiB: Number((totalmem() / 2 ** 30).toFixed(1)), node: process.version },
-    config: { tokens: TOKENS, intervalMs: INTERVAL, ttftMs: TTFT, levels: LEVELS, durationS: DURATION, warmupS: WARMUP, rampMs: RAMP_MS },
+    config: { tokens: TOKENS, intervalMs: INTERVAL, ttftMs: TTFT, levels: LEVELS, rounds: ROUNDS, durationS: DURATION, warmupS: WARMUP, rampMs: RAMP_MS },
     targets: targets.map((t) => ({ name: t.name, url: t.url, model: t.model, headers: t.headers, cmd: t.cmd ?? null, env: t.env ?? null })),
     npcdVersion,
     npcdRoot: NPCD_ROOT,
@@ -307,14 +320,19 @@ function report(res) {
   console.log(`\n${res.config.tokens} tokens per reply, ${res.config.intervalMs} ms apart, first after ${res.config.ttftMs} ms; ${res.config.warmupS} s warmup + ${res.config.durationS} s measured per run.`);
   for (const c of res.config.levels) {
     const rows = res.runs.filter((r) => r.concurrency === c && !r.failed);
-    const base = rows.find((r) => r.target === 'direct');
-    const d = (r, k, p) => (base && r !== base ? r[k][p] - base[k][p] : null);
+    // "Added" figures are against the direct run of the same round.
+    const baseOf = (r) => rows.find((x) => x.target === 'direct' && (x.round ?? 1) === (r.round ?? 1));
+    const d = (r, k, p) => {
+      const base = baseOf(r);
+      return base && r !== base ? r[k][p] - base[k][p] : null;
+    };
+    const label = (r) => ((res.config.rounds ?? 1) > 1 ? `${r.target} #${r.round}` : r.target);
     console.log(`\n#### ${c} concurrent clients\n`);
     console.log('| target | TTFT p50 | TTFT p99 | added TTFT p50 | added TTFT p99 | gap p50 | gap p99 | added per token p50 | added per token p99 | relay CPU ms / 1,000 tokens | relay RSS MiB | errors |');
     console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const r of rows) {
       const relay = r.watched.find((w) => w.name === 'relay');
-      console.log(`| ${r.target} | ${f(r.ttftMs.p50)} | ${f(r.ttftMs.p99)} | ${signed(d(r, 'ttftMs', 'p50'))} | ${signed(d(r, 'ttftMs', 'p99'))} | ` +
+      console.log(`| ${label(r)} | ${f(r.ttftMs.p50)} | ${f(r.ttftMs.p99)} | ${signed(d(r, 'ttftMs', 'p50'))} | ${signed(d(r, 'ttftMs', 'p99'))} | ` +
         `${f(r.gapMs.p50, 2)} | ${f(r.gapMs.p99, 2)} | ${signed(d(r, 'gapMs', 'p50'), 2)} | ${signed(d(r, 'gapMs', 'p99'), 2)} | ` +
         `${relay ? f(relay.cpuMsPer1kTokens, 1) : '–'} | ${relay ? f(relay.rssKb / 1024, 0) : '–'} | ${r.requests.errorCount} |`);
     }
@@ -322,21 +340,34 @@ function report(res) {
     console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const r of rows) {
       const w = (n) => r.watched.find((x) => x.name === n);
-      console.log(`| ${r.target} | ${r.requests.ok} | ${f(r.tokensPerSecond, 0)} | ${f(r.lagMs.p50)} | ${f(r.lagMs.p99)} | ${signed(d(r, 'lagMs', 'p50'))} | ${signed(d(r, 'lagMs', 'p99'))} | ` +
+      console.log(`| ${label(r)} | ${r.requests.ok} | ${f(r.tokensPerSecond, 0)} | ${f(r.lagMs.p50)} | ${f(r.lagMs.p99)} | ${signed(d(r, 'lagMs', 'p50'))} | ${signed(d(r, 'lagMs', 'p99'))} | ` +
         `${w('relay') ? f(w('relay').cpuPct, 0) : '–'} | ${w('relay') ? `${f((w('relay').userMs * 1000) / r.tokensInWindow)} / ${f((w('relay').sysMs * 1000) / r.tokensInWindow)}` : '–'} | ${f(w('upstream')?.cpuPct, 0)} | ${f(r.client.cpuPct, 0)} | ${f(r.client.eventLoopDelayMs.p99)} | ${f(r.machineCpuPct, 0)} | ${f(others(r), 0)} |`);
     }
     const failed = res.runs.filter((r) => r.concurrency === c && r.failed);
     for (const r of failed) console.log(`\n${r.target}: run failed: ${r.failed}`);
   }
-  const np = (c) => res.runs.find((r) => r.concurrency === c && r.target === 'npcd' && !r.failed);
-  const pk = (c) => res.runs.find((r) => r.concurrency === c && r.target === 'portkey' && !r.failed);
-  const lines = [];
+  // CPU per 1,000 tokens of each relay, and the ratios within each round.
+  const cpu = (c, target, round) => res.runs.find((r) => r.concurrency === c && r.target === target && (r.round ?? 1) === round && !r.failed)
+    ?.watched.find((w) => w.name === 'relay')?.cpuMsPer1kTokens ?? null;
+  const rounds = Array.from({ length: res.config.rounds ?? 1 }, (_, i) => i + 1);
+  const median = (xs) => {
+    const v = xs.filter((x) => x !== null).sort((a, b) => a - b);
+    if (v.length === 0) return null;
+    return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+  };
+  const ratio = (c, a, b) => rounds.map((k) => {
+    const x = cpu(c, a, k);
+    const y = cpu(c, b, k);
+    return x !== null && y !== null ? x / y : null;
+  });
+  console.log('\n#### CPU per 1,000 tokens (median of rounds) and ratios (median of the ratios within each round)\n');
+  console.log('| clients | floor | npcd | portkey | portkey / npcd | portkey / floor | npcd / floor | portkey / npcd per round |');
+  console.log('|---:|---:|---:|---:|---:|---:|---:|---|');
   for (const c of res.config.levels) {
-    const a = np(c)?.watched.find((w) => w.name === 'relay')?.cpuMsPer1kTokens;
-    const b = pk(c)?.watched.find((w) => w.name === 'relay')?.cpuMsPer1kTokens;
-    if (a && b) lines.push(`${c} clients: Portkey uses ${(b / a).toFixed(2)}× npcd's CPU per token`);
+    const per = ratio(c, 'portkey', 'npcd').map((x) => f(x, 2)).join(', ');
+    console.log(`| ${c} | ${f(median(rounds.map((k) => cpu(c, 'floor', k))))} | ${f(median(rounds.map((k) => cpu(c, 'npcd', k))))} | ${f(median(rounds.map((k) => cpu(c, 'portkey', k))))} | ` +
+      `${f(median(ratio(c, 'portkey', 'npcd')), 2)} | ${f(median(ratio(c, 'portkey', 'floor')), 2)} | ${f(median(ratio(c, 'npcd', 'floor')), 2)} | ${per} |`);
   }
-  if (lines.length) console.log(`\n${lines.join('; ')}.`);
 }
 
 main().catch(async (err) => {

@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+// The least a relay built on npcd's own I/O stack can cost: uWebSockets.js
+// towards the clients and an undici Pool towards the upstream, in one Node.js
+// process, moving the upstream's bytes and nothing else.
+//
+// It is a measuring stick for the streaming relay benchmark, not a relay
+// anyone should run: it parses the request body (as JSON, and throws it
+// away), sends the same fixed request upstream, and copies every chunk of
+// the upstream's body to the client as it arrives, in one corked write. No
+// sessions, no SSE parsing, no re-encoding, no metrics, no limits. Whatever
+// npcd costs above it is npcd's own work. See bench/README.md ("Streaming
+// relay overhead").
+
+import { parseArgs } from 'node:util';
+import uWS from 'uWebSockets.js';
+import { Pool } from 'undici';
+import { isLoopback } from './lib.mjs';
+
+const HELP = `Usage: node bench/providers/floor-relay.mjs --upstream URL [options]
+
+  --upstream URL     the mock upstream's base URL, e.g. http://127.0.0.1:9000/v1 (loopback only)
+  --host ADDR        loopback address to listen on (default 127.0.0.1)
+  --port PORT        port (default 0: a free port; "listening on PORT" is printed)
+  --connections N    upstream connections (default 256)
+  -h, --help
+
+Route: POST /v1/chat/completions, streaming only. The request body must be
+JSON; the upstream gets {"model":"bench-model","messages":[…],"stream":true,
+"stream_options":{"include_usage":true}} whatever the client sent.
+`;
+
+const { values: opt } = parseArgs({
+  options: {
+    upstream: { type: 'string' },
+    host: { type: 'string', default: '127.0.0.1' },
+    port: { type: 'string', default: '0' },
+    connections: { type: 'string', default: '256' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+  strict: true,
+});
+if (opt.help) { process.stdout.write(HELP); process.exit(0); }
+if (!opt.upstream) { console.error('--upstream is required'); process.exit(2); }
+const upstream = new URL(opt.upstream);
+if (!isLoopback(opt.host) || !isLoopback(upstream.hostname)) { console.error('--host and --upstream must be loopback addresses'); process.exit(2); }
+
+// The same pool settings as npcd's upstreams (src/providers/upstream.ts).
+const pool = new Pool(upstream.origin, {
+  connections: Number(opt.connections),
+  pipelining: 1,
+  keepAliveTimeout: 300_000,
+  keepAliveMaxTimeout: 300_000,
+  headersTimeout: 0,
+  bodyTimeout: 0,
+  connect: { timeout: 3000, keepAlive: true },
+});
+const path = `${upstream.pathname.replace(/\/+$/, '')}/chat/completions`;
+const body = JSON.stringify({
+  model: 'bench-model',
+  messages: [{ role: 'user', content: 'bench' }],
+  stream: true,
+  stream_options: { include_usage: true },
+});
+const headers = { 'content-type': 'application/json' };
+
+function relay(res) {
+  const state = { aborted: false, started: false, controller: undefined };
+  res.onAborted(() => {
+    state.aborted = true;
+    state.controller?.abort();
+  });
+  pool.dispatch({ method: 'POST', path, headers, body }, {
+    onRequestStart(controller) {
+      state.controller = controller;
+    },
+    onResponseStart(controller, status) {
+      if (status !== 200) controller.abort(new Error(`upstream answered ${status}`));
+    },
+    onResponseData(_controller, chunk) {
+      if (state.aborted) return;
+      res.cork(() => {
+        if (!state.started) {
+          state.started = true;
+          res.writeStatus('200 OK').writeHeader('Content-Type', 'text/event-stream; charset=utf-8');
+        }
+        res.write(chunk);
+      });
+    },
+    onResponseEnd() {
+      if (!state.aborted) res.cork(() => res.end());
+    },
+    onResponseError(_controller, err) {
+      if (state.aborted) return;
+      if (state.started) res.cork(() => res.end());
+      else res.cork(() => res.writeStatus('502 Bad Gateway').end(String(err?.message ?? err)));
+    },
+  });
+}
+
+uWS.App()
+  .post('/v1/chat/completions', (res) => {
+    const parts = [];
+    let aborted = false;
+    res.onAborted(() => { aborted = true; });
+    res.onData((ab, last) => {
+      parts.push(Buffer.from(ab.slice(0)));
+      if (!last || aborted) return;
+      try {
+        JSON.parse(Buffer.concat(parts).toString('utf8'));
+      } catch {
+        res.cork(() => res.writeStatus('400 Bad Request').end('body is not JSON'));
+        return;
+      }
+      relay(res);
+    });
+  })
+  .any('/*', (res) => { res.writeStatus('404 Not Found').end(); })
+  .listen(opt.host, Number(opt.port), (socket) => {
+    if (!socket) { console.error(`cannot listen on ${opt.host}:${opt.port}`); process.exit(1); }
+    console.log(`listening on ${uWS.us_socket_local_port(socket)}`);
+  });
