@@ -2,12 +2,13 @@
 // Streaming relay overhead: direct upstream vs npcd vs the Portkey gateway, in one run.
 // See bench/README.md ("Streaming relay overhead"). Run with --help for options.
 
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, openSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir, cpus, totalmem } from 'node:os';
 import { join, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { Children, runClient as runClientProcess } from './procs.mjs';
 import { freePort, waitPort, processTree, cmdline, replyTokens, loadAvg, machineTicks, clockTicks } from './lib.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -95,35 +96,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const T0 = Date.now();
 const log = (msg) => process.stderr.write(`[${((Date.now() - T0) / 1000).toFixed(1).padStart(5)} s] ${msg}\n`);
 
-// ---------------------------------------------------------------------------
-// Child processes: each in its own process group, stopped on exit.
-
-const children = [];
-
-function start(name, cmd, args, env = {}, cwd = ROOT) {
-  const fd = openSync(join(LOGS, `${name}.log`), 'a');
-  const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', fd, fd], detached: true });
-  child.name = name;
-  child.exited = false;
-  child.on('exit', () => { child.exited = true; });
-  children.push(child);
-  return child;
-}
-
-async function stop(child) {
-  if (child.exited) return;
-  try { process.kill(-child.pid, 'SIGTERM'); } catch { /* already gone */ }
-  for (let i = 0; i < 50 && !child.exited; i++) await sleep(100);
-  if (!child.exited) try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
-}
-
-async function stopAll() {
-  await Promise.all(children.map(stop));
-}
-
-process.on('SIGINT', () => { stopAll().then(() => process.exit(130)); });
-process.on('SIGTERM', () => { stopAll().then(() => process.exit(143)); });
-
+const children = new Children(LOGS);
+const start = (...a) => children.start(...a);
+const stopAll = () => children.stopAll();
 
 async function getJson(url, init) {
   const res = await fetch(url, init);
@@ -159,20 +134,8 @@ async function waitQuiet() {
   return { waitedS, machineCpuPct: pct === null ? null : Number(pct.toFixed(0)) };
 }
 
-/** Runs client.mjs and returns its JSON result (or { failed } on error). */
 function runClient(args) {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(HERE, 'client.mjs'), '--json', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { err += d; });
-    const limit = setTimeout(() => child.kill('SIGKILL'), (WARMUP + DURATION + RAMP_MS / 1000 + 90) * 1000);
-    child.on('exit', (code) => {
-      clearTimeout(limit);
-      try { resolve(JSON.parse(out.trim().split('\n').pop())); } catch { resolve({ failed: `client exit ${code}: ${err.slice(-500)}` }); }
-    });
-  });
+  return runClientProcess(args, WARMUP + DURATION + RAMP_MS / 1000 + 90);
 }
 
 // ---------------------------------------------------------------------------
