@@ -4,9 +4,9 @@
 // process, moving the upstream's bytes and nothing else.
 //
 // It is a measuring stick for the streaming relay benchmark, not a relay
-// anyone should run: it parses the request body (as JSON, and throws it
-// away), sends the same fixed request upstream, and copies every chunk of
-// the upstream's body to the client as it arrives, in one corked write. No
+// anyone should run: it checks that the request body is JSON, sends it
+// upstream unchanged, and copies every chunk of the upstream's body to the
+// client as it arrives, in one corked write. No
 // sessions, no SSE parsing, no re-encoding, no metrics, no limits. Whatever
 // npcd costs above it is npcd's own work. See bench/README.md ("Streaming
 // relay overhead").
@@ -24,9 +24,9 @@ const HELP = `Usage: node bench/providers/floor-relay.mjs --upstream URL [option
   --connections N    upstream connections (default 256)
   -h, --help
 
-Route: POST /v1/chat/completions, streaming only. The request body must be
-JSON; the upstream gets {"model":"bench-model","messages":[…],"stream":true,
-"stream_options":{"include_usage":true}} whatever the client sent.
+Route: POST /v1/chat/completions. The request body must be JSON; it goes
+upstream unchanged, and the upstream's answer comes back as it arrives
+(status 200 only; anything else ends the response with 502).
 `;
 
 const { values: opt } = parseArgs({
@@ -55,15 +55,9 @@ const pool = new Pool(upstream.origin, {
   connect: { timeout: 3000, keepAlive: true },
 });
 const path = `${upstream.pathname.replace(/\/+$/, '')}/chat/completions`;
-const body = JSON.stringify({
-  model: 'bench-model',
-  messages: [{ role: 'user', content: 'bench' }],
-  stream: true,
-  stream_options: { include_usage: true },
-});
 const headers = { 'content-type': 'application/json' };
 
-function relay(res) {
+function relay(res, body) {
   const state = { aborted: false, started: false, controller: undefined };
   res.onAborted(() => {
     state.aborted = true;
@@ -105,13 +99,14 @@ uWS.App()
     res.onData((ab, last) => {
       parts.push(Buffer.from(ab.slice(0)));
       if (!last || aborted) return;
+      const body = Buffer.concat(parts);
       try {
-        JSON.parse(Buffer.concat(parts).toString('utf8'));
+        JSON.parse(body.toString('utf8'));
       } catch {
         res.cork(() => res.writeStatus('400 Bad Request').end('body is not JSON'));
         return;
       }
-      relay(res);
+      relay(res, body);
     });
   })
   .any('/*', (res) => { res.writeStatus('404 Not Found').end(); })

@@ -26,3 +26,30 @@ t.test('ws-load drives a real server for a short run without errors or anomalies
   t.same(result.anomalies, {}, 'no protocol anomalies');
   t.equal(result.connectionFailures, 0, 'no connection failures');
 });
+
+t.test('side-by-side loads two floor relays at once and reports both, without errors', async (t) => {
+  const { mkdtempSync, readFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { spawn } = await import('node:child_process');
+  const out = join(mkdtempSync(join(tmpdir(), 'npcd-sbs-')), 'result.json');
+  const child = spawn(process.execPath, ['bench/providers/side-by-side.mjs', '--a', 'floor', '--b', 'floor', '--b-max-tokens', '4',
+    '--rounds', '2', '--duration', '1', '--warmup', '0', '--concurrency', '4', '--tokens', '8', '--interval', '5', '--ttft', '5', '--out', out], { cwd: root });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const code = await new Promise((r) => child.on('close', r));
+  t.equal(code, 0, stderr);
+  t.match(stdout, /\| median \|/);
+  const result = JSON.parse(readFileSync(out, 'utf8')) as { rounds: Array<Record<'a' | 'b', { replies: number; errors: number; tokens: number; cpuMsPer1kTokens: number }>> };
+  t.equal(result.rounds.length, 2);
+  for (const r of result.rounds) {
+    for (const side of ['a', 'b'] as const) {
+      // The client checks each reply's text against the upstream's tokens (4 for B: max_tokens cut it).
+      t.ok(r[side].replies > 0, `${side}: ${r[side].replies} replies`);
+      t.equal(r[side].errors, 0, `${side}: no reply failed its check`);
+      t.ok(r[side].tokens > 0 && Number.isFinite(r[side].cpuMsPer1kTokens), `${side}: CPU per token measured`);
+    }
+  }
+});
