@@ -269,7 +269,7 @@ const ZOOM_SCRIPT = `
       var inside = x >= x0 && x + w <= x0 + span && y <= y0, ancestor = y > y0 && x <= x0 && x + w >= x0 + span;
       f.style.display = inside || ancestor ? '' : 'none';
       f.style.opacity = ancestor ? 0.5 : 1;
-      if (inside) fit(f, x0, span); else if (ancestor) fit(f, x0, span);
+      if (inside || ancestor) fit(f, x0, span);
     });
     reset.style.opacity = 1;
   }
@@ -315,7 +315,6 @@ function main() {
       subtitle: { type: 'string', default: '' },
       width: { type: 'string', default: '1200' },
       'min-width': { type: 'string', default: '0.1' },
-      comm: { type: 'boolean', default: true },
       'no-comm': { type: 'boolean', default: false },
       'include-idle': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -331,7 +330,7 @@ function main() {
   if (!Number.isFinite(minWidth) || minWidth < 0) throw new Error('--min-width must be a non-negative number');
   let folded;
   if (o['from-folded']) folded = parseFolded(readFileSync(o['from-folded'], 'utf8'));
-  else folded = collapsePerf(readFileSync(o.input ?? 0, 'utf8'), { comm: o.comm && !o['no-comm'], includeIdle: o['include-idle'] });
+  else folded = collapsePerf(readFileSync(o.input ?? 0, 'utf8'), { comm: !o['no-comm'], includeIdle: o['include-idle'] });
   if (folded.size === 0) throw new Error('no stacks in the input (is it `perf script` output of a `perf record -g`?)');
   if (o.folded) writeFileSync(o.folded, formatFolded(folded));
   process.stdout.write(renderSvg(folded, { title: o.title, subtitle: o.subtitle, width, minWidth }));

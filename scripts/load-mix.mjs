@@ -15,6 +15,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { isLoopback } from '../bench/providers/lib.mjs';
 
 const HELP = `Usage: node scripts/load-mix.mjs --url http://127.0.0.1:PORT [options]
 
@@ -43,7 +44,7 @@ if (o.help) {
   process.exit(0);
 }
 const base = new URL(o.url);
-if (!/^127\.|^localhost$|^\[::1\]$/.test(base.hostname)) {
+if (!isLoopback(base.hostname)) {
   process.stderr.write(`load-mix: --url must be a loopback address, not ${base.hostname}\n`);
   process.exit(2);
 }
@@ -96,8 +97,7 @@ const chatBody = (session, n, stream) =>
 async function httpLoop(kind, i, until) {
   const session = `mix-${kind}-${i}`;
   for (let n = 0; Date.now() < until; n++) {
-    if (kind === 'chat-json') await request(kind, '/v1/chat', { method: 'POST', body: chatBody(session, n, false), headers: { 'content-type': 'application/json' } });
-    else if (kind === 'chat-sse') await request(kind, '/v1/chat', { method: 'POST', body: chatBody(session, n, true), headers: { 'content-type': 'application/json' } });
+    if (kind === 'chat-json' || kind === 'chat-sse') await request(kind, '/v1/chat', { method: 'POST', body: chatBody(session, n, kind === 'chat-sse'), headers: { 'content-type': 'application/json' } });
     else if (kind === 'openai-stream') {
       const body = JSON.stringify({ model: o.character, stream: true, session_id: session, messages: [{ role: 'user', content: `第${n}回：请赐教` }] });
       await request(kind, '/v1/chat/completions', { method: 'POST', body, headers: { 'content-type': 'application/json' } });

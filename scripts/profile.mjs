@@ -102,7 +102,6 @@ const { values: o, positionals: extra } = parseArgs({
     duration: { type: 'string' },
     connections: { type: 'string' },
     port: { type: 'string', default: '18090' },
-    build: { type: 'boolean', default: true },
     'no-build': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -127,7 +126,7 @@ if (!Number.isInteger(port) || port < 1 || port > 65535) fail('--port must be a 
 const clinic = `${root}node_modules/.bin/clinic`;
 if (!existsSync(clinic)) fail('clinic is not installed (it is a devDependency: npm install)');
 
-if (o.build && !o['no-build']) {
+if (!o['no-build']) {
   process.stderr.write('building (npm run build) ...\n');
   const b = spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' });
   if (b.status !== 0) fail('npm run build failed');

@@ -1,6 +1,7 @@
 // Child processes of the relay benchmarks (run.mjs, side-by-side.mjs): each
 // server in its own process group with its log in one folder, all stopped on
-// exit; and the load client, whose JSON result is returned.
+// exit; the load client, whose JSON result is returned; and the command lines
+// of npcd, the floor relay and one load, shared so both runners measure alike.
 import { spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -22,7 +23,6 @@ export class Children {
   start(name, cmd, args, env = {}, cwd = ROOT) {
     const fd = openSync(join(this.logs, `${name}.log`), 'a');
     const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', fd, fd], detached: true });
-    child.name = name;
     child.exited = false;
     child.on('exit', () => { child.exited = true; });
     this.list.push(child);
@@ -55,4 +55,29 @@ export function runClient(args, limitS) {
       try { resolve(JSON.parse(out.trim().split('\n').pop())); } catch { resolve({ failed: `client exit ${code}: ${err.slice(-500)}` }); }
     });
   });
+}
+
+/** `node` arguments of npcd relaying the mock upstream at `upBase` (run from an npcd checkout). */
+export function npcdServeArgs({ port, upBase, tokens, connections, extra = [] }) {
+  return ['dist/cli.js', 'serve', '--host', '127.0.0.1', '--port', String(port),
+    '--model', `openai:bench-model?url=${upBase}`, '--no-watch', '--log-level', 'warn',
+    '--max-reply-tokens', String(Math.max(256, tokens)), '--upstream-connections', String(connections), ...extra];
+}
+
+/** `node` arguments of the floor relay (floor-relay.mjs) in front of `upBase`. */
+export function floorArgs({ port, upBase, connections }) {
+  return [join(HERE, 'floor-relay.mjs'), '--port', String(port), '--upstream', upBase, '--connections', String(connections)];
+}
+
+/**
+ * client.mjs arguments of one measured load: C clients on `target` (url,
+ * model, headers), a ramp over one reply, then warmup and window; every reply
+ * is checked against the upstream's first `expectTokens` tokens.
+ */
+export function loadArgs({ target, concurrency, durationS, warmupS, rampMs, expectTokens, intervalMs, ttftMs, watch, label, maxTokens }) {
+  return ['--url', target.url, '--model', target.model, ...(target.headers ?? []).flatMap((h) => ['--header', h]),
+    '--concurrency', String(concurrency), '--duration', String(durationS), '--warmup', String(warmupS + rampMs / 1000),
+    '--ramp', String(rampMs), '--timeout', '60', '--expect-tokens', String(expectTokens), '--interval', String(intervalMs),
+    '--ttft', String(ttftMs), ...watch.flatMap((w) => ['--watch', w]), '--label', label,
+    ...(maxTokens === undefined ? [] : ['--max-tokens', String(maxTokens)])];
 }

@@ -8,7 +8,8 @@ import { tmpdir, cpus, totalmem } from 'node:os';
 import { join, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Children, runClient as runClientProcess } from './procs.mjs';
+import { Children, floorArgs, loadArgs, npcdServeArgs, runClient as runClientProcess } from './procs.mjs';
+import { median } from '../sidecar/lib.mjs';
 import { freePort, waitPort, processTree, cmdline, replyTokens, loadAvg, machineTicks, clockTicks } from './lib.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -97,8 +98,6 @@ const T0 = Date.now();
 const log = (msg) => process.stderr.write(`[${((Date.now() - T0) / 1000).toFixed(1).padStart(5)} s] ${msg}\n`);
 
 const children = new Children(LOGS);
-const start = (...a) => children.start(...a);
-const stopAll = () => children.stopAll();
 
 async function getJson(url, init) {
   const res = await fetch(url, init);
@@ -143,7 +142,7 @@ function runClient(args) {
 async function main() {
   log(`logs: ${LOGS}`);
   const upPort = await freePort();
-  const upstream = start('upstream', process.execPath, [join(HERE, 'upstream.mjs'), '--port', String(upPort), '--tokens', String(TOKENS), '--interval', String(INTERVAL), '--ttft', String(TTFT)]);
+  const upstream = children.start('upstream', process.execPath, [join(HERE, 'upstream.mjs'), '--port', String(upPort), '--tokens', String(TOKENS), '--interval', String(INTERVAL), '--ttft', String(TTFT)]);
   if (!(await waitPort(upstream, upPort, 10))) throw new Error(`upstream did not start; see ${LOGS}/upstream.log`);
   const upBase = `http://127.0.0.1:${upPort}/v1`;
 
@@ -154,8 +153,8 @@ async function main() {
 
   if (TARGETS.includes('floor')) {
     const port = await freePort();
-    const args = [join(HERE, 'floor-relay.mjs'), '--port', String(port), '--upstream', upBase, '--connections', String(Math.max(...LEVELS) + 16)];
-    const floor = start('floor', process.execPath, args);
+    const args = floorArgs({ port, upBase, connections: Math.max(...LEVELS) + 16 });
+    const floor = children.start('floor', process.execPath, args);
     if (!(await waitPort(floor, port, 10))) throw new Error(`floor-relay did not start; see ${LOGS}/floor.log`);
     targets.push({ name: 'floor', url: `http://127.0.0.1:${port}/v1/chat/completions`, model: 'bench-model', headers: [], watch: [`relay=${floor.pid}`], cmd: `node ${relative(ROOT, args[0])} ${args.slice(1).join(' ')}` });
   }
@@ -166,12 +165,8 @@ async function main() {
       log('dist/cli.js not found: skipping npcd (npm run build first; this script builds nothing)');
     } else {
       const port = await freePort();
-      const maxC = Math.max(...LEVELS);
-      const args = ['dist/cli.js', 'serve', '--host', '127.0.0.1', '--port', String(port),
-        '--model', `openai:bench-model?url=${upBase}`, '--no-watch', '--log-level', 'warn',
-        '--max-reply-tokens', String(Math.max(256, TOKENS)), '--upstream-connections', String(maxC + 16),
-        ...opt['npcd-args'].split(' ').filter(Boolean)];
-      const npcd = start('npcd', process.execPath, args, {}, NPCD_ROOT);
+      const args = npcdServeArgs({ port, upBase, tokens: TOKENS, connections: Math.max(...LEVELS) + 16, extra: opt['npcd-args'].split(' ').filter(Boolean) });
+      const npcd = children.start('npcd', process.execPath, args, {}, NPCD_ROOT);
       if (!(await waitPort(npcd, port, 30))) throw new Error(`npcd did not start; see ${LOGS}/npcd.log`);
       const models = (await getJson(`http://127.0.0.1:${port}/v1/models`)).data.map((m) => m.id);
       const character = opt.character ?? (models.includes('station-ai') ? 'station-ai' : models[0]);
@@ -190,7 +185,7 @@ async function main() {
       env.npm_config_legacy_peer_deps = 'true';
     }
     const args = ['-y', ...pkgs, 'gateway', `--port=${port}`, '--headless'];
-    const npx = start('portkey', 'npx', args, env, tmpdir());
+    const npx = children.start('portkey', 'npx', args, env, tmpdir());
     log(`starting the Portkey gateway (npx ${args.join(' ')}; the first run installs it)`);
     if (!(await waitPort(npx, port, 240))) throw new Error(`portkey did not start; see ${LOGS}/portkey.log`);
     const tree = processTree(npx.pid);
@@ -232,10 +227,8 @@ async function main() {
       const quiet = await waitQuiet();
       const load = loadAvg();
       log(`== ${ROUNDS > 1 ? `round ${round}/${ROUNDS}: ` : ''}${t.name}: ${c} clients, ramp ${RAMP_MS} ms + ${WARMUP} s warmup + ${DURATION} s`);
-      const r = await runClient([...clientArgs(t), '--concurrency', String(c), '--duration', String(DURATION),
-        '--warmup', String(WARMUP + RAMP_MS / 1000), '--ramp', String(RAMP_MS), '--timeout', '60',
-        '--expect-tokens', String(TOKENS), '--interval', String(INTERVAL), '--ttft', String(TTFT),
-        '--watch', `upstream=${upstream.pid}`, ...t.watch.flatMap((w) => ['--watch', w]), '--label', `${t.name}-${c}`]);
+      const r = await runClient(loadArgs({ target: t, concurrency: c, durationS: DURATION, warmupS: WARMUP, rampMs: RAMP_MS, expectTokens: TOKENS,
+        intervalMs: INTERVAL, ttftMs: TTFT, watch: [`upstream=${upstream.pid}`, ...t.watch], label: `${t.name}-${c}` }));
       if (r.failed) log(`   failed: ${r.failed}`);
       else log(`   ${r.requests.ok} replies, ${r.tokensPerSecond} tokens/s, TTFT p50 ${r.ttftMs.p50} ms, errors ${r.requests.errorCount}`);
       runs.push({ target: t.name, concurrency: c, round, loadAvgBefore: load, quietBefore: quiet, ...r });
@@ -243,7 +236,7 @@ async function main() {
   }
 
   const upstreamStats = await getJson(`http://127.0.0.1:${upPort}/bench/stats`).catch(() => null);
-  await stopAll();
+  await children.stopAll();
 
   const result = {
     date: new Date().toISOString(),
@@ -284,12 +277,12 @@ function report(res) {
   for (const c of res.config.levels) {
     const rows = res.runs.filter((r) => r.concurrency === c && !r.failed);
     // "Added" figures are against the direct run of the same round.
-    const baseOf = (r) => rows.find((x) => x.target === 'direct' && (x.round ?? 1) === (r.round ?? 1));
+    const baseOf = (r) => rows.find((x) => x.target === 'direct' && x.round === r.round);
     const d = (r, k, p) => {
       const base = baseOf(r);
       return base && r !== base ? r[k][p] - base[k][p] : null;
     };
-    const label = (r) => ((res.config.rounds ?? 1) > 1 ? `${r.target} #${r.round}` : r.target);
+    const label = (r) => (res.config.rounds > 1 ? `${r.target} #${r.round}` : r.target);
     console.log(`\n#### ${c} concurrent clients\n`);
     console.log('| target | TTFT p50 | TTFT p99 | added TTFT p50 | added TTFT p99 | gap p50 | gap p99 | added per token p50 | added per token p99 | relay CPU ms / 1,000 tokens | relay RSS MiB | errors |');
     console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
@@ -310,14 +303,9 @@ function report(res) {
     for (const r of failed) console.log(`\n${r.target}: run failed: ${r.failed}`);
   }
   // CPU per 1,000 tokens of each relay, and the ratios within each round.
-  const cpu = (c, target, round) => res.runs.find((r) => r.concurrency === c && r.target === target && (r.round ?? 1) === round && !r.failed)
+  const cpu = (c, target, round) => res.runs.find((r) => r.concurrency === c && r.target === target && r.round === round && !r.failed)
     ?.watched.find((w) => w.name === 'relay')?.cpuMsPer1kTokens ?? null;
-  const rounds = Array.from({ length: res.config.rounds ?? 1 }, (_, i) => i + 1);
-  const median = (xs) => {
-    const v = xs.filter((x) => x !== null).sort((a, b) => a - b);
-    if (v.length === 0) return null;
-    return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-  };
+  const rounds = Array.from({ length: res.config.rounds }, (_, i) => i + 1);
   const ratio = (c, a, b) => rounds.map((k) => {
     const x = cpu(c, a, k);
     const y = cpu(c, b, k);
@@ -327,14 +315,14 @@ function report(res) {
   console.log('| clients | floor | npcd | portkey | portkey / npcd | portkey / floor | npcd / floor | portkey / npcd per round |');
   console.log('|---:|---:|---:|---:|---:|---:|---:|---|');
   for (const c of res.config.levels) {
-    const per = ratio(c, 'portkey', 'npcd').map((x) => f(x, 2)).join(', ');
+    const pn = ratio(c, 'portkey', 'npcd');
     console.log(`| ${c} | ${f(median(rounds.map((k) => cpu(c, 'floor', k))))} | ${f(median(rounds.map((k) => cpu(c, 'npcd', k))))} | ${f(median(rounds.map((k) => cpu(c, 'portkey', k))))} | ` +
-      `${f(median(ratio(c, 'portkey', 'npcd')), 2)} | ${f(median(ratio(c, 'portkey', 'floor')), 2)} | ${f(median(ratio(c, 'npcd', 'floor')), 2)} | ${per} |`);
+      `${f(median(pn), 2)} | ${f(median(ratio(c, 'portkey', 'floor')), 2)} | ${f(median(ratio(c, 'npcd', 'floor')), 2)} | ${pn.map((x) => f(x, 2)).join(', ')} |`);
   }
 }
 
 main().catch(async (err) => {
   console.error(err && err.stack || err);
-  await stopAll();
+  await children.stopAll();
   process.exit(1);
 });

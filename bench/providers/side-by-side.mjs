@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Children, runClient } from './procs.mjs';
+import { Children, floorArgs, loadArgs, npcdServeArgs, runClient } from './procs.mjs';
+import { median } from '../sidecar/lib.mjs';
 import { freePort, waitPort } from './lib.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -80,6 +81,8 @@ const TOKENS = int('tokens', 1, 10_000);
 const INTERVAL = int('interval', 0, 1000);
 const TTFT = int('ttft', 0, 10_000);
 const RAMP_MS = Math.round(TTFT + TOKENS * INTERVAL);
+/** A client that has not finished by then is killed. */
+const CLIENT_LIMIT_S = WARMUP + DURATION + RAMP_MS / 1000 + 90;
 
 function relaySpec(side) {
   const spec = opt[side];
@@ -103,30 +106,20 @@ async function startRelay(s, upBase, round) {
   const port = await freePort();
   const name = `${s.side}-round${round}`;
   if (s.kind === 'floor') {
-    const child = children.start(name, process.execPath, [join(HERE, 'floor-relay.mjs'), '--port', String(port), '--upstream', upBase, '--connections', String(C + 16)]);
+    const child = children.start(name, process.execPath, floorArgs({ port, upBase, connections: C + 16 }));
     if (!(await waitPort(child, port, 10))) throw new Error(`floor-relay did not start; see ${LOGS}/${name}.log`);
     return { child, url: `http://127.0.0.1:${port}/v1/chat/completions`, model: 'bench-model' };
   }
-  const args = ['dist/cli.js', 'serve', '--host', '127.0.0.1', '--port', String(port), '--model', `openai:bench-model?url=${upBase}`,
-    '--no-watch', '--log-level', 'warn', '--max-reply-tokens', String(Math.max(256, TOKENS)), '--upstream-connections', String(C + 16), ...s.flags];
+  const args = npcdServeArgs({ port, upBase, tokens: TOKENS, connections: C + 16, extra: s.flags });
   const child = children.start(name, process.execPath, args, {}, s.root);
   if (!(await waitPort(child, port, 30))) throw new Error(`npcd did not start; see ${LOGS}/${name}.log`);
   return { child, url: `http://127.0.0.1:${port}/v1/chat/completions`, model: opt.character };
 }
 
 function clientArgs(s, relay) {
-  const args = ['--url', relay.url, '--model', relay.model, '--concurrency', String(C), '--duration', String(DURATION),
-    '--warmup', String(WARMUP + RAMP_MS / 1000), '--ramp', String(RAMP_MS), '--timeout', '60', '--expect-tokens', String(s.maxTokens),
-    '--interval', String(INTERVAL), '--ttft', String(TTFT), '--watch', `relay=${relay.child.pid}`, '--label', s.label];
-  if (s.maxTokens < TOKENS) args.push('--max-tokens', String(s.maxTokens));
-  return args;
+  return loadArgs({ target: relay, concurrency: C, durationS: DURATION, warmupS: WARMUP, rampMs: RAMP_MS, expectTokens: s.maxTokens,
+    intervalMs: INTERVAL, ttftMs: TTFT, watch: [`relay=${relay.child.pid}`], label: s.label, maxTokens: s.maxTokens < TOKENS ? s.maxTokens : undefined });
 }
-
-const median = (xs) => {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return null;
-  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-};
 
 async function main() {
   log(`logs: ${LOGS}`);
@@ -142,8 +135,7 @@ async function main() {
     const relays = new Map();
     for (const s of order) relays.set(s.side, await startRelay(s, upBase, round));
     log(`round ${round}/${ROUNDS}: ${C} clients on each of A (${SIDES[0].label}) and B (${SIDES[1].label})`);
-    const limit = WARMUP + DURATION + RAMP_MS / 1000 + 90;
-    const results = await Promise.all(SIDES.map((s) => runClient(clientArgs(s, relays.get(s.side)), limit)));
+    const results = await Promise.all(SIDES.map((s) => runClient(clientArgs(s, relays.get(s.side)), CLIENT_LIMIT_S)));
     for (const r of relays.values()) await children.stop(r.child);
     const row = { round };
     for (const [i, s] of SIDES.entries()) {

@@ -4,6 +4,7 @@
  * hold session ids, user ids or free text.
  */
 import { Counter, type CounterConfiguration, collectDefaultMetrics, Gauge, Histogram, type Metric, Registry } from 'prom-client';
+import { REASON_CODES } from '../providers/api.js';
 
 export const METRIC = {
   httpRequests: 'http_requests_total',
@@ -388,7 +389,7 @@ export class Metrics {
   /** Exports an upstream's pool (connections in use, idle, waiting turns, opened) and health. */
   watchUpstream(u: UpstreamGaugeSource): void {
     this.upstreams.push(u);
-    for (const reason of ['unavailable', 'timeout', 'rate_limited', 'bad_response', 'rejected']) this.providerErrors.inc({ provider: u.name, reason }, 0);
+    for (const reason of Object.keys(REASON_CODES)) this.providerErrors.inc({ provider: u.name, reason }, 0);
   }
 
   constructor(options: { defaultMetrics?: boolean } = {}) {

@@ -49,7 +49,7 @@ export class DashScopeAdapter extends KeyedAdapter implements ApiAdapter {
     return {
       method: 'POST',
       path: DASHSCOPE_CHAT_PATH,
-      headers: { ...this.headers('text/event-stream', { traceparent: request.traceparent, tracestate: request.tracestate }), 'content-type': 'application/json', 'x-dashscope-sse': 'enable' },
+      headers: { ...this.headers('text/event-stream', { trace: request }), 'content-type': 'application/json', 'x-dashscope-sse': 'enable' },
       body: JSON.stringify(body),
     };
   }

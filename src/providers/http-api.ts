@@ -8,6 +8,7 @@ import { type StreamDecoder, type StreamEvent, UpstreamError } from './api.js';
 import { decodeChunks } from './chunks.js';
 import { NdjsonDecoder } from './ndjson.js';
 import { SseDecoder, type SseEvent } from './sse.js';
+import type { GenerateRequest } from './types.js';
 
 export interface AdapterOptions {
   readonly model: string;
@@ -16,10 +17,8 @@ export interface AdapterOptions {
 }
 
 export interface HeaderOptions {
-  /** The W3C trace context of the turn, passed on as is. */
-  readonly traceparent?: string | undefined;
-  /** Its tracestate, sent only with a traceparent. */
-  readonly tracestate?: string | undefined;
+  /** The turn's W3C trace context, passed on as is (tracestate only with a traceparent). */
+  readonly trace?: Pick<GenerateRequest, 'traceparent' | 'tracestate'>;
   /** The request has a JSON body. */
   readonly json?: boolean;
 }
@@ -51,7 +50,7 @@ export abstract class KeyedAdapter {
   }
 
   protected headers(accept: string, options: HeaderOptions = {}): Record<string, string> {
-    const { traceparent, tracestate, json = false } = options;
+    const { trace: { traceparent, tracestate } = {}, json = false } = options;
     return {
       ...(json && { 'content-type': 'application/json' }),
       accept,

@@ -46,7 +46,7 @@ export class OllamaAdapter extends KeyedAdapter implements ApiAdapter {
       },
       ...(this.#keepAlive !== undefined && { keep_alive: this.#keepAlive }),
     };
-    return { method: 'POST', path: '/api/chat', headers: this.headers('application/x-ndjson', { traceparent: request.traceparent, tracestate: request.tracestate, json: true }), body: JSON.stringify(body) };
+    return { method: 'POST', path: '/api/chat', headers: this.headers('application/x-ndjson', { trace: request, json: true }), body: JSON.stringify(body) };
   }
 
   /** The list of local models: answers as soon as the server is up, loads nothing. */

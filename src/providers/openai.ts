@@ -38,7 +38,7 @@ export class OpenAiAdapter extends KeyedAdapter implements ApiAdapter {
       ...(request.stop !== undefined && request.stop.length > 0 && { stop: request.stop }),
       seed: request.seed,
     };
-    return { method: 'POST', path: '/chat/completions', headers: this.headers('text/event-stream', { traceparent: request.traceparent, tracestate: request.tracestate, json: true }), body: JSON.stringify(body) };
+    return { method: 'POST', path: '/chat/completions', headers: this.headers('text/event-stream', { trace: request, json: true }), body: JSON.stringify(body) };
   }
 
   healthRequest(): UpstreamRequest {

@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { NpcdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { requireAdmin } from './admin.js';
-import { type HttpExchange, statusLine } from './http.js';
+import type { HttpExchange } from './http.js';
 
 export interface DebugDeps {
   readonly adminKeys: readonly string[];
@@ -182,10 +182,7 @@ async function streamFile(x: HttpExchange, file: string, size: number, headers: 
   const fh = await open(file, 'r');
   try {
     if (x.aborted) return;
-    x.res.cork(() => {
-      x.res.writeStatus(statusLine(200));
-      for (const [k, v] of Object.entries(headers)) x.res.writeHeader(k, v);
-    });
+    x.beginStream(headers);
     try {
       await streamChunks(x, fh, size);
     } catch (err) {

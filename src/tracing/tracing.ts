@@ -154,19 +154,6 @@ export class TurnTrace {
     return this.tracer.startSpan(name, { kind, ...(attributes && { attributes }) }, this.context);
   }
 
-  /** Runs `fn` inside a child span, ending it (as failed when `fn` throws). */
-  inSpan<T>(name: string, attributes: Attributes | undefined, fn: (span: Span) => T): T {
-    const span = this.child(name, attributes);
-    try {
-      const out = fn(span);
-      span.end();
-      return out;
-    } catch (err) {
-      endWithError(span, err);
-      throw err;
-    }
-  }
-
   /** The turn failed: recorded on its span, which ends. */
   fail(err: unknown): void {
     if (this.ended) return;

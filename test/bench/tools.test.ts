@@ -1,5 +1,8 @@
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testServer } from '../helpers/server.js';
 
@@ -13,7 +16,6 @@ t.test('the load generator\'s frame parser and scanner pass their self-test', as
 
 t.test('ws-load drives a real server for a short run without errors or anomalies', async (t) => {
   const { server } = await testServer(t, { model: 'mock', mockTokens: 4 });
-  const { spawn } = await import('node:child_process');
   const child = spawn(process.execPath, ['bench/ws-load.mjs', '--url', `ws://127.0.0.1:${server.port}/v1/ws`, '--connections', '20', '--duration', '1', '--warmup', '0', '--json'], { cwd: root });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
@@ -28,10 +30,6 @@ t.test('ws-load drives a real server for a short run without errors or anomalies
 });
 
 t.test('side-by-side loads two floor relays at once and reports both, without errors', async (t) => {
-  const { mkdtempSync, readFileSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
-  const { spawn } = await import('node:child_process');
   const out = join(mkdtempSync(join(tmpdir(), 'npcd-sbs-')), 'result.json');
   const child = spawn(process.execPath, ['bench/providers/side-by-side.mjs', '--a', 'floor', '--b', 'floor', '--b-max-tokens', '4',
     '--rounds', '2', '--duration', '1', '--warmup', '0', '--concurrency', '4', '--tokens', '8', '--interval', '5', '--ttft', '5', '--out', out], { cwd: root });

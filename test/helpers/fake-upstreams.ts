@@ -608,8 +608,8 @@ export const startFakeOpenAi = (options?: FakeUpstreamOptions): Promise<FakeUpst
 export const startFakeOllama = (options?: FakeUpstreamOptions): Promise<FakeUpstream> => startFakeUpstream('ollama', options);
 export const startFakeDashScope = (options?: FakeUpstreamOptions): Promise<FakeUpstream> => startFakeUpstream('dashscope', options);
 
-/** A loopback URL nothing listens on (a port bound, read and released): connecting is refused. */
-export async function closedPortUrl(): Promise<string> {
+/** A loopback port that was free a moment ago (bound, read and released). */
+export async function freePort(): Promise<number> {
   const server = createNetServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -617,5 +617,10 @@ export async function closedPortUrl(): Promise<string> {
   });
   const { port } = server.address() as AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `http://127.0.0.1:${port}`;
+  return port;
+}
+
+/** A loopback URL nothing listens on: connecting is refused. */
+export async function closedPortUrl(): Promise<string> {
+  return `http://127.0.0.1:${await freePort()}`;
 }

@@ -13,7 +13,7 @@ import { BUNDLED_CHARACTERS } from '../../src/config/serve.js';
 import { METRIC } from '../../src/metrics/metrics.js';
 import { startFakeOpenAi } from '../helpers/fake-upstreams.js';
 import { postJson, testServer } from '../helpers/server.js';
-import { parsePrometheus, type Sample, select } from '../helpers/sidecar-process.js';
+import { parsePrometheus, type Sample, select, waitForValue } from '../helpers/sidecar-process.js';
 import { TestClient } from '../helpers/ws-client.js';
 
 interface Exposition {
@@ -121,15 +121,8 @@ t.test('every family is exported, label sets stay bounded and hold no ids or tex
   const scrape = async () => parseExposition(await (await fetch(`${http}/metrics`)).text());
   const value = (e: Exposition, name: string, labels: Record<string, string> = {}) =>
     select(e.samples, name, labels)[0]?.value;
-  const waitMetric = async (name: string, labels: Record<string, string>, min: number) => {
-    const until = Date.now() + 10_000;
-    for (;;) {
-      const e = await scrape();
-      if ((value(e, name, labels) ?? 0) >= min) return;
-      if (Date.now() > until) throw new Error(`${name} ${JSON.stringify(labels)} did not reach ${min}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
+  const waitMetric = (name: string, labels: Record<string, string>, min: number) =>
+    waitForValue(scrape, (e) => (value(e, name, labels) ?? 0) >= min, 10_000, `${name} ${JSON.stringify(labels)} >= ${min}`, 50);
   const file = join(dir, 'station-ai.yaml');
   writeFileSync(file, readFileSync(file, 'utf8') + '\n# touched\n');
   await waitMetric(METRIC.characterReloads, { result: 'loaded' }, 1);

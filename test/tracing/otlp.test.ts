@@ -11,6 +11,7 @@ import t from 'tap';
 import { sdkState } from '../../src/tracing/tracing.js';
 import { startFakeOpenAi } from '../helpers/fake-upstreams.js';
 import { postJson, testServer } from '../helpers/server.js';
+import { waitForValue } from '../helpers/sidecar-process.js';
 import { TestClient } from '../helpers/ws-client.js';
 
 const CHARACTER = 'tavern-keeper';
@@ -90,14 +91,8 @@ async function startReceiver() {
   return { spans, contentTypes, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
-async function until<T>(what: string, get: () => T | undefined, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = get();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`${what} not seen within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+function until<T>(what: string, get: () => T | undefined, ms = 10_000): Promise<T> {
+  return waitForValue(async () => get(), (v) => v !== undefined, ms, what, 50) as Promise<T>;
 }
 
 t.test('on: a turn\'s spans are exported with the client\'s trace as parent', async (t) => {
