@@ -22,6 +22,8 @@ t.setTimeout(300_000);
 
 const SETTLE_MS = 2.5 * INTERVAL_MS;
 const WAIT_MS = 60_000;
+/** How long the retransmit counters may take to reach the kernel's (bpftrace lagging on a busy machine). */
+const CATCH_UP_MS = 15_000;
 const KB = 1024;
 
 /** The server's socket of connection `c` (in B) and the client's (in A), from ss inside each namespace, found by ports. */
@@ -130,25 +132,36 @@ t.test('retransmits when the tbf drops: the sidecar agrees with the namespace Re
   const c = await client.connect(pair.addrB, port);
   await client.get(c, 256 * KB);
   await waitAllAcked(pair, port, [c]);
-  await waitForValue(() => sc.scrape(), (s) => value(s, 'npcd_tcp_retransmits_total', { direction: 'inbound', port: P }) > 0, WAIT_MS, 'inbound retransmits counted');
-  // Every retransmission happened before the last ACK; two ticks later every delta is in.
+  // Every retransmission happened before the last ACK, so the kernel's counters are final now.
+  const [mibB, mibA] = await Promise.all([tcpMib(pair.b), tcpMib(pair.a)]);
+  const kernelB = mibB.RetransSegs! - mibB0.RetransSegs!;
+  const kernelA = mibA.RetransSegs! - mibA0.RetransSegs!;
+  // The sidecar's ticks trail the kernel by an interval, and by more when bpftrace waits for a CPU on
+  // a busy machine: wait until they caught up (or CATCH_UP_MS passed: some firings can be lost, see
+  // below), then two ticks more, so that a tick counting too much would show too.
+  const sidecarSum = (m: Sample[]): number =>
+    value(m, 'npcd_tcp_retransmits_total', { direction: 'inbound', port: P }) + value(m, 'npcd_tcp_synack_retransmits_total', { port: P });
+  await waitForValue(() => sc.scrape(), (s) => sidecarSum(s) >= kernelB && value(s, 'npcd_tcp_retransmits_total', { direction: 'outbound', port: P }) >= kernelA, CATCH_UP_MS, 'the sidecar caught up with RetransSegs').catch(() => t.comment(`the sidecar stayed below RetransSegs for ${CATCH_UP_MS / 1000} s`));
   await sleep(SETTLE_MS);
-  const [m, mibB, mibA] = await Promise.all([sc.scrape(), tcpMib(pair.b), tcpMib(pair.a)]);
+  const m = await sc.scrape();
   const inbound = value(m, 'npcd_tcp_retransmits_total', { direction: 'inbound', port: P });
   const outbound = value(m, 'npcd_tcp_retransmits_total', { direction: 'outbound', port: P });
   const synack = value(m, 'npcd_tcp_synack_retransmits_total', { port: P });
-  const kernelB = mibB.RetransSegs! - mibB0.RetransSegs!;
-  const kernelA = mibA.RetransSegs! - mibA0.RetransSegs!;
   t.ok(inbound > 0, `retransmits on the server side (direction="inbound", port="${P}"): ${inbound}`);
-  // Tolerance: the program adds ceil(skb->len / mss_cache) per retransmitted skb, which is the kernel's
-  // tcp_skb_pcount() unless the MSS changed; and an event that lands between a tick's print() and
-  // clear() is lost (bpf/README.md). Both are rare: allow max(2, 2 %). Observed: equal (125 = 125).
+  // Tolerance. Above: the program adds ceil(skb->len / mss_cache) per retransmitted skb, which is the
+  // kernel's tcp_skb_pcount() unless the MSS in use differs from mss_cache (SACK options in the
+  // header), which is rare: at most max(2, 2 %) more. Below: the kernel sometimes retransmits without
+  // any BPF program seeing the tracepoint (bpf/README.md, "Lost firings"; seen 1–5 of ~125 in about
+  // 1 run in 8): at most max(2, 5 %) fewer. Counting skbs instead of segments would be ~30 % fewer.
   // RetransSegs also counts re-sent SYN-ACKs, which the sidecar keeps apart: add them.
-  const tolB = Math.max(2, 0.02 * kernelB);
-  t.ok(Math.abs(inbound + synack - kernelB) <= tolB, `inbound ${inbound} (+ ${synack} SYN-ACK) vs RetransSegs of B +${kernelB}: within ${tolB}`);
+  const counted = inbound + synack;
+  const over = Math.max(2, 0.02 * kernelB);
+  const under = Math.max(2, 0.05 * kernelB);
+  t.ok(counted - kernelB <= over && kernelB - counted <= under, `inbound ${inbound} (+ ${synack} SYN-ACK) vs RetransSegs of B +${kernelB}: at most ${over} more, ${under} fewer`);
   t.ok(Math.abs(outbound - kernelA) <= Math.max(2, 0.02 * kernelA), `outbound ${outbound} vs RetransSegs of A +${kernelA} (the client sends only requests and ACKs)`);
   const drops = value(m, 'npcd_tcp_retransmit_errors_total', { direction: 'inbound', port: P, kind: 'dropped' });
-  t.comment(`retransmits: sidecar inbound ${inbound}, synack ${synack}, outbound ${outbound}; RetransSegs B +${kernelB}, A +${kernelA}; retransmissions the tbf dropped: ${drops}`);
+  const notSent = value(m, 'npcd_tcp_retransmit_errors_total', { direction: 'inbound', port: P, kind: 'not_sent' });
+  t.comment(`retransmits: sidecar inbound ${inbound}, synack ${synack}, outbound ${outbound}; RetransSegs B +${kernelB}, A +${kernelA}; retransmissions the tbf dropped: ${drops}, not sent: ${notSent}`);
   await client.close(c);
 });
 
