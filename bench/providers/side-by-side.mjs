@@ -30,7 +30,8 @@ finely than in runs one after the other.
                          upstream's full --tokens); --b-max-tokens likewise
   --concurrency C        clients per relay (default 50)
   --duration S           measured seconds (default 12)
-  --warmup S             unmeasured seconds after the client ramp (default 3)
+  --warmup S             unmeasured seconds after the client ramp (default 60: until V8 has
+                         optimised the code run once per turn; see bench/README.md)
   --rounds R             rounds (default 3)
   --tokens N             tokens per reply of the mock upstream (default 64)
   --interval MS          pause between tokens (default 20)
@@ -54,7 +55,7 @@ const { values: opt } = parseArgs({
     'b-max-tokens': { type: 'string' },
     concurrency: { type: 'string', default: '50' },
     duration: { type: 'string', default: '12' },
-    warmup: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '60' },
     rounds: { type: 'string', default: '3' },
     tokens: { type: 'string', default: '64' },
     interval: { type: 'string', default: '20' },
@@ -75,7 +76,7 @@ const int = (name, lo, hi) => {
 };
 const C = int('concurrency', 1, 1000);
 const DURATION = int('duration', 1, 120);
-const WARMUP = int('warmup', 0, 60);
+const WARMUP = int('warmup', 0, 300);
 const ROUNDS = int('rounds', 1, 20);
 const TOKENS = int('tokens', 1, 10_000);
 const INTERVAL = int('interval', 0, 1000);
