@@ -152,12 +152,13 @@ t.test('retransmits when the tbf drops: the sidecar agrees with the namespace Re
   // kernel's tcp_skb_pcount() unless the MSS in use differs from mss_cache (SACK options in the
   // header), which is rare: at most max(2, 2 %) more. Below: the kernel sometimes retransmits without
   // any BPF program seeing the tracepoint (bpf/README.md, "Lost firings"; seen 1–5 of ~125 in about
-  // 1 run in 8): at most max(2, 5 %) fewer. Counting skbs instead of segments would be ~30 % fewer.
+  // 1 run in 8): at most max(2, 8 %) fewer, twice the worst seen. Counting skbs instead of segments
+  // would be ~30 % fewer.
   // RetransSegs also counts re-sent SYN-ACKs, which the sidecar keeps apart: add them.
   const counted = inbound + synack;
   const over = Math.max(2, 0.02 * kernelB);
-  const under = Math.max(2, 0.05 * kernelB);
-  t.ok(counted - kernelB <= over && kernelB - counted <= under, `inbound ${inbound} (+ ${synack} SYN-ACK) vs RetransSegs of B +${kernelB}: at most ${over} more, ${under} fewer`);
+  const under = Math.max(2, 0.08 * kernelB);
+  t.ok(counted - kernelB <= over && kernelB - counted <= under, `inbound ${inbound} (+ ${synack} SYN-ACK) vs RetransSegs of B +${kernelB}: at most ${over.toFixed(1)} more, ${under.toFixed(1)} fewer`);
   t.ok(Math.abs(outbound - kernelA) <= Math.max(2, 0.02 * kernelA), `outbound ${outbound} vs RetransSegs of A +${kernelA} (the client sends only requests and ACKs)`);
   const drops = value(m, 'npcd_tcp_retransmit_errors_total', { direction: 'inbound', port: P, kind: 'dropped' });
   const notSent = value(m, 'npcd_tcp_retransmit_errors_total', { direction: 'inbound', port: P, kind: 'not_sent' });
