@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runJsonChild } from '../sidecar/lib.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..', '..');
@@ -42,19 +43,9 @@ export class Children {
 }
 
 /** Runs client.mjs with `args` and returns its JSON result (or { failed } on error); killed after `limitS`. */
-export function runClient(args, limitS) {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(HERE, 'client.mjs'), '--json', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { err += d; });
-    const limit = setTimeout(() => child.kill('SIGKILL'), limitS * 1000);
-    child.on('exit', (code) => {
-      clearTimeout(limit);
-      try { resolve(JSON.parse(out.trim().split('\n').pop())); } catch { resolve({ failed: `client exit ${code}: ${err.slice(-500)}` }); }
-    });
-  });
+export async function runClient(args, limitS) {
+  const { code, json, stderr } = await runJsonChild(join(HERE, 'client.mjs'), ['--json', ...args], limitS);
+  return json ?? { failed: `client exit ${code}: ${stderr.slice(-500)}` };
 }
 
 /** `node` arguments of npcd relaying the mock upstream at `upBase` (run from an npcd checkout). */

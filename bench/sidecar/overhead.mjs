@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { freePort, waitPort, processTree, cpuTicks, machineTicks, clockTicks, loadAvg, replyTokens } from '../providers/lib.mjs';
-import { parseProm, promValue, promSum, establishedByLocalPort, tracepointPrograms, bpfProgStats, median, minMax, roundOrder, machineCounters, procCpu } from './lib.mjs';
+import { parseProm, promValue, promSum, establishedByLocalPort, tracepointPrograms, bpfProgStats, median, minMax, roundOrder, machineCounters, procCpu, runJsonChild } from './lib.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..', '..');
@@ -399,23 +399,6 @@ async function startSidecar(tag, ports) {
 // ---------------------------------------------------------------------------
 // Loads
 
-function runChild(script, args, timeoutS) {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [script, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { err += d; });
-    const limit = setTimeout(() => child.kill('SIGKILL'), timeoutS * 1000);
-    child.on('exit', (code) => {
-      clearTimeout(limit);
-      let json = null;
-      try { json = JSON.parse(out.trim().split('\n').pop()); } catch { /* below */ }
-      resolve({ code, json, stderr: err.slice(-2000) });
-    });
-  });
-}
-
 function wsLoadArgs(port, npcdPid, label) {
   return ['--json', '--mode', 'chat', '--url', `ws://127.0.0.1:${port}/v1/ws`, '--connections', String(CONNS), '--procs', String(PROCS),
     '--duration', String(DURATION), '--warmup', String(WARMUP), '--character', CHARACTER_WS, '--server-pid', String(npcdPid), '--label', label];
@@ -448,7 +431,7 @@ async function oneRun(index, round, condition) {
     run.npcdCmd = npcd.cmd;
     if (LOAD === 'sse') {
       // One request before anything is measured: npcd relays the upstream's exact text.
-      const r = await runChild(join(ROOT, 'bench', 'providers', 'client.mjs'),
+      const r = await runJsonChild(join(ROOT, 'bench', 'providers', 'client.mjs'),
         sseClientArgs(npcd.port, [], `check-${tag}`, ['--concurrency', '1', '--requests', '1', '--warmup', '0', '--duration', '30', '--ramp', '0', '--print-text', '--expect-tokens', String(TOKENS)]), 60);
       const ok = r.json && r.json.requests.ok === 1 && r.json.text === replyTokens(TOKENS).join('');
       run.check = { ok, errors: r.json?.requests?.errors ?? null };
@@ -535,10 +518,10 @@ async function oneRun(index, round, condition) {
     const tSpawn = performance.now();
     run.npcdAgeAtLoadS = round1((tSpawn - npcdUpAt) / 1000);
     if (LOAD === 'ws') {
-      res = await runChild(join(ROOT, 'bench', 'ws-load.mjs'), wsLoadArgs(npcd.port, npcd.child.pid, tag), DURATION + WARMUP + 120);
+      res = await runJsonChild(join(ROOT, 'bench', 'ws-load.mjs'), wsLoadArgs(npcd.port, npcd.child.pid, tag), DURATION + WARMUP + 120);
     } else {
       const watch = [`npcd=${npcd.child.pid}`, `upstream=${upstream.child.pid}`, ...(sidecar ? [`sidecar=${sidecar.child.pid}`] : [])];
-      res = await runChild(join(ROOT, 'bench', 'providers', 'client.mjs'), sseClientArgs(npcd.port, watch, tag, [
+      res = await runJsonChild(join(ROOT, 'bench', 'providers', 'client.mjs'), sseClientArgs(npcd.port, watch, tag, [
         '--concurrency', String(CLIENTS), '--duration', String(DURATION), '--warmup', String(WARMUP + RAMP_MS / 1000), '--ramp', String(RAMP_MS),
         '--timeout', '60', '--expect-tokens', String(TOKENS), '--interval', String(TOKEN_INTERVAL), '--ttft', String(UP_TTFT)]), DURATION + WARMUP + RAMP_MS / 1000 + 150);
     }

@@ -155,7 +155,7 @@ t.test('retransmits when the tbf drops: the sidecar agrees with the namespace Re
   // 1 run in 8): at most max(2, 8 %) fewer, twice the worst seen. Counting skbs instead of segments
   // would be ~30 % fewer.
   // RetransSegs also counts re-sent SYN-ACKs, which the sidecar keeps apart: add them.
-  const counted = inbound + synack;
+  const counted = sidecarSum(m);
   const over = Math.max(2, 0.02 * kernelB);
   const under = Math.max(2, 0.08 * kernelB);
   t.ok(counted - kernelB <= over && kernelB - counted <= under, `inbound ${inbound} (+ ${synack} SYN-ACK) vs RetransSegs of B +${kernelB}: at most ${over.toFixed(1)} more, ${under.toFixed(1)} fewer`);
