@@ -7,6 +7,7 @@
  */
 import { type ApiAdapter, reasonOfStatus, type StreamDecoder, type StreamEvent, type UpstreamFailure, type UpstreamReason, type UpstreamRequest, UpstreamError } from './api.js';
 import { type AdapterOptions, isRecord, KeyedAdapter, SseRecordDecoder, MESSAGE_CHARS, parseJsonObject, quote, QUOTED_BODY_CHARS, tryParseJson } from './http-api.js';
+import { ChunkTemplate } from './chunk-template.js';
 import type { SseEvent } from './sse.js';
 import type { ChatMessage, GenerateRequest } from './types.js';
 
@@ -129,7 +130,22 @@ function describeError(parsed: unknown, text: string, secret: string | undefined
   return quote(text, QUOTED_BODY_CHARS, secret) || 'no error message';
 }
 
+/** `choices[0].delta.content` of a chunk, when it is a string. */
+function contentOf(choice: Record<string, unknown>): string | undefined {
+  const delta = choice.delta;
+  return isRecord(delta) && typeof delta.content === 'string' ? delta.content : undefined;
+}
+
+/** The probe of a ChunkTemplate is read where the text is (and the chunk is still one without finish reason or usage). */
+function holdsProbe(data: string, probe: string): boolean {
+  const chunk: unknown = JSON.parse(data);
+  if (!isRecord(chunk) || !Array.isArray(chunk.choices) || !isRecord(chunk.choices[0])) return false;
+  const choice = chunk.choices[0];
+  return contentOf(choice) === probe && (choice.finish_reason === undefined || choice.finish_reason === null || choice.finish_reason === '') && (chunk.usage === undefined || chunk.usage === null) && (chunk.error === undefined || chunk.error === null);
+}
+
 class OpenAiDecoder extends SseRecordDecoder {
+  readonly #template = new ChunkTemplate('content');
   #finish: 'stop' | 'length' | undefined;
   #usage: { promptTokens: number; completionTokens: number } | undefined;
 
@@ -138,6 +154,13 @@ class OpenAiDecoder extends SseRecordDecoder {
   }
 
   protected record(sse: SseEvent, out: StreamEvent[]): boolean {
+    if (sse.event === 'message') {
+      const text = this.#template.match(sse.data);
+      if (text !== undefined) {
+        if (text !== '') out.push({ type: 'text', text });
+        return false;
+      }
+    }
     if (sse.data.trim() === '[DONE]') {
       out.push({ type: 'end', finish: this.#finish ?? 'stop', ...(this.#usage && { usage: this.#usage }) });
       return true;
@@ -150,11 +173,15 @@ class OpenAiDecoder extends SseRecordDecoder {
     if (!Array.isArray(choices)) throw new UpstreamError('bad_response', `OpenAI stream chunk has no choices array: ${quote(sse.data, 100)}`);
     const choice: unknown = choices[0];
     if (isRecord(choice)) {
-      const delta = choice.delta;
-      if (isRecord(delta) && typeof delta.content === 'string' && delta.content !== '') out.push({ type: 'text', text: delta.content });
+      const content = contentOf(choice);
+      if (content !== undefined && content !== '') out.push({ type: 'text', text: content });
       const reason = choice.finish_reason;
       // "length" is the only cut; "stop", "content_filter", "tool_calls" and the rest end the reply.
       if (typeof reason === 'string' && reason !== '') this.#finish = reason === 'length' ? 'length' : 'stop';
+      // A chunk that carries text and nothing else: later ones that differ from it only in the text are read without JSON.parse.
+      else if (content !== undefined && content !== '' && sse.event === 'message' && (chunk.usage === undefined || chunk.usage === null)) {
+        this.#template.learn(sse.data, content, holdsProbe);
+      }
     }
     this.#usage = readUsage(chunk.usage) ?? this.#usage;
     return false;

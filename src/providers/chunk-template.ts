@@ -1,0 +1,111 @@
+/**
+ * Reading a streamed reply's chunks without parsing each one whole.
+ *
+ * The chunks of one OpenAI-style stream are the same JSON document again and
+ * again with one string changed, the piece of text:
+ *
+ *     {"id":"chatcmpl-1","object":"chat.completion.chunk",…,"choices":[{"index":0,"delta":{"content":"Hello"},"finish_reason":null}]}
+ *
+ * A ChunkTemplate keeps the text around that string from a chunk that was
+ * parsed whole. A later chunk that starts and ends with exactly that text, and
+ * holds one valid JSON string literal in between, is that same document with
+ * another string in the same place: JSON.parse would give the same object
+ * with only that string changed, so the string is all there is to read. Any
+ * other chunk (the finish reason, usage, an error, a server whose chunks
+ * differ in more than the text) does not match and is parsed whole.
+ *
+ * Where the string sits is found from the chunk's raw text and then proven:
+ * the chunk with a probe string in that place is parsed, and the caller checks
+ * that the probe is where the text was.
+ */
+
+/** Stands in for the text when a template is checked. */
+const PROBE = '\u0000npcd-template-probe';
+/** Chunks a stream may try to learn from: one whose chunks differ in more than the text stops trying. */
+const MAX_LEARN_ATTEMPTS = 4;
+
+export class ChunkTemplate {
+  #prefix = '';
+  #suffix = '';
+  #ready = false;
+  #attempts = 0;
+
+  /** `key` names the member whose string value is the text (e.g. "content"). */
+  constructor(private readonly key: string) {}
+
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /**
+   * The text of `data` when it is the learnt chunk with another string in the
+   * text's place; undefined when `data` must be parsed whole.
+   */
+  match(data: string): string | undefined {
+    if (!this.#ready) return undefined;
+    const prefix = this.#prefix;
+    const suffix = this.#suffix;
+    const end = data.length - suffix.length;
+    if (end - prefix.length < 2 || !data.startsWith(prefix) || !data.endsWith(suffix)) return undefined;
+    return stringLiteral(data, prefix.length, end);
+  }
+
+  /**
+   * Learns the shape of `data`, a chunk parsed whole whose text is `text` and
+   * in which nothing but the text may change from chunk to chunk (the caller
+   * knows: no finish reason, no usage, no error), in place of what was learnt
+   * before. `holdsProbe` parses a chunk and tells whether its text is the
+   * given probe. A stream learns a few times at most.
+   */
+  learn(data: string, text: string, holdsProbe: (chunk: string, probe: string) => boolean): void {
+    if (this.#attempts >= MAX_LEARN_ATTEMPTS) return;
+    this.#attempts++;
+    const key = `${JSON.stringify(this.key)}:`;
+    const at = data.indexOf(key);
+    // One such member only: with two, the text could be either.
+    if (at === -1 || data.indexOf(key, at + 1) !== -1) return;
+    const start = at + key.length;
+    const literal = JSON.stringify(text);
+    // The upstream may escape differently (e.g. "\u00e9" for "é"): then the raw text does not show where the string is.
+    if (!data.startsWith(literal, start)) return;
+    const prefix = data.slice(0, start);
+    const suffix = data.slice(start + literal.length);
+    let proven = false;
+    try {
+      proven = holdsProbe(prefix + JSON.stringify(PROBE) + suffix, PROBE);
+    } catch {
+      proven = false;
+    }
+    if (!proven) return;
+    this.#prefix = prefix;
+    this.#suffix = suffix;
+    this.#ready = true;
+  }
+}
+
+/**
+ * The value of the JSON string literal that is exactly `s[start, end)`, or
+ * undefined when that is not one valid literal (an unescaped quote inside,
+ * a control character, a bad escape).
+ */
+export function stringLiteral(s: string, start: number, end: number): string | undefined {
+  if (end - start < 2 || s.charCodeAt(start) !== 0x22 || s.charCodeAt(end - 1) !== 0x22) return undefined;
+  let escaped = false;
+  for (let i = start + 1; i < end - 1; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x22 || c < 0x20) return undefined;
+    if (c === 0x5c) {
+      escaped = true;
+      break;
+    }
+  }
+  if (!escaped) return s.slice(start + 1, end - 1);
+  // Escapes: JSON.parse checks them, and that the closing quote is not escaped.
+  let value: unknown;
+  try {
+    value = JSON.parse(s.slice(start, end));
+  } catch {
+    return undefined;
+  }
+  return typeof value === 'string' ? value : undefined;
+}

@@ -1,0 +1,188 @@
+import t from 'tap';
+import type { StreamEvent } from '../../src/providers/api.js';
+import { ChunkTemplate, stringLiteral } from '../../src/providers/chunk-template.js';
+import { OpenAiAdapter } from '../../src/providers/openai.js';
+import { UpstreamError } from '../../src/providers/api.js';
+
+const lit = (s: string) => stringLiteral(s, 0, s.length);
+
+t.test('stringLiteral reads exactly one valid JSON string literal', async (t) => {
+  t.equal(lit('"hello"'), 'hello');
+  t.equal(lit('""'), '');
+  t.equal(lit('" 🌧 é"'), ' 🌧 é', 'raw non-ASCII');
+  t.equal(lit('"a\\"b\\\\c\\n\\u00e9\\ud83c\\udf27"'), 'a"b\\c\né🌧', 'escapes');
+  t.equal(stringLiteral('xx"mid"yy', 2, 7), 'mid', 'a range inside a longer string');
+  for (const bad of ['"a"b"', '"a', 'a"', '"', '', '"a\nb"', '"\t"', '"a\\"', '"\\x"', '"\\u12"', '"a","b"', ' "a"', '"a" ', 'null', '1']) {
+    t.equal(lit(bad), undefined, `not one literal: ${JSON.stringify(bad)}`);
+  }
+});
+
+const head = '{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":';
+const tail = '},"logprobs":null,"finish_reason":null}]}';
+const chunk = (text: string) => `${head}${JSON.stringify(text)}${tail}`;
+const probeIsText = (data: string, probe: string) => JSON.parse(data).choices[0].delta.content === probe;
+
+t.test('ChunkTemplate matches chunks that differ from the learnt one only in the text', async (t) => {
+  const tpl = new ChunkTemplate('content');
+  t.equal(tpl.match(chunk('a')), undefined, 'nothing learnt yet');
+  tpl.learn(chunk('Hello'), 'Hello', probeIsText);
+  t.ok(tpl.ready);
+  t.equal(tpl.match(chunk(' world')), ' world');
+  t.equal(tpl.match(chunk('')), '', 'an empty text');
+  t.equal(tpl.match(chunk('say "hi"\\\n')), 'say "hi"\\\n', 'escaped text');
+  t.equal(tpl.match(`${head}"\\u00e9"${tail}`), 'é', 'another escaping of the text');
+  t.equal(tpl.match(chunk('x').replace('"created":1', '"created":2')), undefined, 'another field changed');
+  t.equal(tpl.match(chunk('x').replace('"finish_reason":null', '"finish_reason":"stop"')), undefined, 'a finish reason');
+  t.equal(tpl.match(`${head}"a","b"${tail}`), undefined, 'two strings where the text was');
+  t.equal(tpl.match(`${head}"a"b"${tail}`), undefined, 'an unescaped quote');
+  t.equal(tpl.match(`${head}"bad \\x"${tail}`), undefined, 'a bad escape');
+  t.equal(tpl.match(`${head}null${tail}`), undefined, 'not a string');
+  t.equal(tpl.match(`${head}""`), undefined, 'cut short');
+});
+
+t.test('ChunkTemplate learns only where it can prove the text is', async (t) => {
+  const twoKeys = '{"meta":{"content":"Hi"},"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}';
+  let tpl = new ChunkTemplate('content');
+  tpl.learn(twoKeys, 'Hi', probeIsText);
+  t.notOk(tpl.ready, 'two members of that name');
+
+  const otherKey = '{"meta":{"content":"Hi"},"choices":[{"index":0,"delta":{"\\u0063ontent":"Hi"},"finish_reason":null}]}';
+  tpl = new ChunkTemplate('content');
+  tpl.learn(otherKey, 'Hi', probeIsText);
+  t.notOk(tpl.ready, 'the one raw member is not where the text is: the probe lands elsewhere');
+
+  tpl = new ChunkTemplate('content');
+  tpl.learn(`${head}"\\u00e9"${tail}`, 'é', probeIsText);
+  t.notOk(tpl.ready, 'escaped differently from JSON.stringify: not found in the raw text');
+
+  tpl = new ChunkTemplate('content');
+  tpl.learn(chunk('x'), 'x', () => {
+    throw new Error('parse failed');
+  });
+  t.notOk(tpl.ready, 'a check that throws proves nothing');
+
+  tpl = new ChunkTemplate('content');
+  for (let i = 0; i < 10; i++) tpl.learn(twoKeys, 'Hi', probeIsText);
+  tpl.learn(chunk('x'), 'x', probeIsText);
+  t.notOk(tpl.ready, 'a stream stops trying after a few chunks that cannot be learnt');
+
+  tpl = new ChunkTemplate('content');
+  tpl.learn(chunk('x'), 'x', probeIsText);
+  const other = (text: string) => chunk(text).replace('"created":1', '"created":2');
+  tpl.learn(other('y'), 'y', probeIsText);
+  t.equal(tpl.match(other('z')), 'z', 'learning again replaces the template');
+  t.equal(tpl.match(chunk('z')), undefined);
+});
+
+// ------------------------------------------------- the OpenAI decoder with it
+
+/** Events of a stream read by the adapter's decoder, one chunk per SSE event; and the failure, if any. */
+function decode(events: string[]): { events: StreamEvent[]; error?: unknown } {
+  const d = new OpenAiAdapter({ model: 'm' }).decoder();
+  const out: StreamEvent[] = [];
+  try {
+    for (const e of events) d.push(Buffer.from(e), out);
+    d.end(out);
+  } catch (error) {
+    return { events: out, error };
+  }
+  return { events: out };
+}
+
+/** What reading each chunk whole gives: the text of choices[0].delta.content, the end at [DONE]. */
+function reference(datas: string[]): { texts: string[]; failsAt?: number } {
+  const texts: string[] = [];
+  for (let i = 0; i < datas.length; i++) {
+    const data = datas[i]!;
+    if (data === '[DONE]') return { texts };
+    let c: any;
+    try {
+      c = JSON.parse(data);
+    } catch {
+      return { texts, failsAt: i };
+    }
+    if (c === null || typeof c !== 'object' || Array.isArray(c) || (c.error !== undefined && c.error !== null) || !Array.isArray(c.choices)) return { texts, failsAt: i };
+    const content = c.choices[0]?.delta?.content;
+    if (typeof content === 'string' && content !== '') texts.push(content);
+  }
+  return { texts, failsAt: datas.length };
+}
+
+/** Small deterministic generator (tests must not depend on Math.random). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(s ^ (s >>> 15), 1 | s);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+const PIECES = ['a', ' word', '"', '\\', '\n', 'é', '🌧', '\u2028', '{"content":"x"}', '","finish_reason":"stop', '\u0000', '  '];
+
+t.test('OpenAI decoder: chunks read through the template give what parsing each whole gives', async (t) => {
+  const rand = rng(7);
+  const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)]!;
+  let fastStreams = 0;
+  for (let round = 0; round < 300; round++) {
+    const datas: string[] = [chunk('').replace('"delta":{', '"delta":{"role":"assistant",')];
+    const n = 1 + Math.floor(rand() * 12);
+    for (let i = 0; i < n; i++) {
+      const text = Array.from({ length: Math.floor(rand() * 4) }, () => pick(PIECES)).join('');
+      const r = rand();
+      if (r < 0.7) datas.push(chunk(text));
+      else if (r < 0.75) datas.push(`${head}"\\u00e9${JSON.stringify(text).slice(1)}${tail}`);
+      else if (r < 0.8) datas.push(chunk(text).replace('"created":1', '"created":2'));
+      else if (r < 0.84) datas.push(`${head}"broken"quote"${tail}`);
+      else if (r < 0.88) datas.push(`${head}"bad \\q escape"${tail}`);
+      else if (r < 0.91) datas.push(`${head}${JSON.stringify(text)}${tail.replace('null}', '"length"}')}`);
+      else if (r < 0.94) datas.push(chunk(text).replace('"choices"', '"usage":null,"choices"'));
+      else if (r < 0.97) datas.push(`{"error":{"message":"boom"},${head.slice(1)}${JSON.stringify(text)}${tail}`);
+      else datas.push(`${head}${JSON.stringify(text)}${tail.slice(0, -1)}`);
+    }
+    datas.push('[DONE]');
+    const want = reference(datas);
+    const parses = countParses(() => decode(datas.map((d) => `data: ${d}\n\n`)));
+    const got = parses.result;
+    const texts = got.events.flatMap((e) => (e.type === 'text' ? [e.text] : []));
+    if (parses.count < datas.length - 1) fastStreams++;
+    if (want.failsAt !== undefined) {
+      if (!(got.error instanceof UpstreamError)) {
+        t.fail(`round ${round}: expected a failure at chunk ${want.failsAt}, got ${String(got.error)}`);
+        break;
+      }
+      t.equal(got.error.reason, 'bad_response', `round ${round}: bad_response`);
+    } else if (got.error !== undefined) {
+      t.fail(`round ${round}: unexpected failure ${String(got.error)}`);
+      break;
+    }
+    t.same(texts, want.texts, `round ${round}: same texts`);
+  }
+  t.ok(fastStreams > 100, `most streams skipped JSON.parse for some chunks (${fastStreams} of 300)`);
+});
+
+t.test('OpenAI decoder: a plain stream parses two chunks whole, whatever its length', async (t) => {
+  const datas = [chunk('').replace('"delta":{', '"delta":{"role":"assistant",'), ...Array.from({ length: 200 }, (_, i) => chunk(` w${i}`)), chunk('').replace('null}', '"stop"}'), '[DONE]'];
+  const { count, result } = countParses(() => decode(datas.map((d) => `data: ${d}\n\n`)));
+  t.equal(result.error, undefined);
+  t.equal(result.events.filter((e) => e.type === 'text').length, 200);
+  t.same(result.events.at(-1), { type: 'end', finish: 'stop' });
+  // The role chunk, the first text chunk and its probe, and the finish chunk.
+  t.equal(count, 4, 'JSON.parse calls');
+});
+
+function countParses<R>(fn: () => R): { count: number; result: R } {
+  const parse = JSON.parse;
+  let count = 0;
+  JSON.parse = ((text: string, reviver?: (this: unknown, key: string, value: unknown) => unknown) => {
+    count++;
+    return parse(text, reviver);
+  }) as typeof JSON.parse;
+  try {
+    const result = fn();
+    return { count, result };
+  } finally {
+    JSON.parse = parse;
+  }
+}
