@@ -16,6 +16,32 @@ export function replyTokens(n) {
   return out;
 }
 
+/**
+ * The SSE events of one streamed reply in OpenAI's format, as the mock
+ * upstream sends them: a role chunk, a chunk per token, the finish chunk,
+ * with include_usage (`usage`) "usage": null on each and a usage chunk last,
+ * then [DONE].
+ */
+export function openAiChunks({ id, created, model, usage }) {
+  // Every chunk shares this prefix; only choices (and usage) differ.
+  const head = `data: {"id":"${id}","object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(model)},"system_fingerprint":"fp_bench","choices":[`;
+  const tail = usage ? ',"usage":null}\n\n' : '}\n\n';
+  return {
+    role: () => `${head}{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]${tail}`,
+    token: (text) => `${head}{"index":0,"delta":{"content":${JSON.stringify(text)}},"logprobs":null,"finish_reason":null}]${tail}`,
+    /** The finish chunk, the usage chunk (with `usage`), and [DONE]. */
+    end: (finish, promptTokens, completionTokens) => {
+      let last = `${head}{"index":0,"delta":{},"logprobs":null,"finish_reason":"${finish}"}]${tail}`;
+      if (usage) {
+        const p = promptTokens;
+        const n = completionTokens;
+        last += `${head}],"usage":{"prompt_tokens":${p},"completion_tokens":${n},"total_tokens":${p + n},"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}\n\n`;
+      }
+      return `${last}data: [DONE]\n\n`;
+    },
+  };
+}
+
 export function isLoopback(host) {
   const h = host.replace(/^\[|\]$/g, '');
   return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);

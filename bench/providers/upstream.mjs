@@ -4,7 +4,7 @@
 
 import http from 'node:http';
 import { parseArgs } from 'node:util';
-import { isLoopback, replyTokens } from './lib.mjs';
+import { isLoopback, openAiChunks, replyTokens } from './lib.mjs';
 
 const HELP = `Usage: node bench/providers/upstream.mjs [options]
 
@@ -114,14 +114,10 @@ function stream(req, res, body) {
   const n = replyLength(body);
   const finish = n < TOKENS ? 'length' : 'stop';
   const usage = body.stream_options && body.stream_options.include_usage === true;
-  const id = `chatcmpl-bench${(nextId++).toString(36)}`;
-  const created = Math.floor(Date.now() / 1000);
-  // Every chunk shares this prefix; only choices (and usage) differ.
-  const head = `data: {"id":"${id}","object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(MODEL)},"system_fingerprint":"fp_bench","choices":[`;
-  const tail = usage ? ',"usage":null}\n\n' : '}\n\n';
+  const chunks = openAiChunks({ id: `chatcmpl-bench${(nextId++).toString(36)}`, created: Math.floor(Date.now() / 1000), model: MODEL, usage });
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
   res.flushHeaders();
-  res.write(`${head}{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]${tail}`);
+  res.write(chunks.role());
 
   const start = performance.now();
   let k = 0;
@@ -137,7 +133,7 @@ function stream(req, res, body) {
     if (closed) return;
     const now = performance.now();
     while (k < n && start + TTFT + k * INTERVAL <= now + 0.5) {
-      res.write(`${head}{"index":0,"delta":{"content":${JSON.stringify(TOKEN_TEXT[k])}},"logprobs":null,"finish_reason":null}]${tail}`);
+      res.write(chunks.token(TOKEN_TEXT[k]));
       stats.tokens++;
       k++;
     }
@@ -145,12 +141,7 @@ function stream(req, res, body) {
       timer = setTimeout(step, Math.max(0, start + TTFT + k * INTERVAL - performance.now()));
       return;
     }
-    let last = `${head}{"index":0,"delta":{},"logprobs":null,"finish_reason":"${finish}"}]${tail}`;
-    if (usage) {
-      const p = promptTokens(body);
-      last += `${head}],"usage":{"prompt_tokens":${p},"completion_tokens":${n},"total_tokens":${p + n},"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}\n\n`;
-    }
-    res.end(`${last}data: [DONE]\n\n`);
+    res.end(chunks.end(finish, promptTokens(body), n));
   };
   timer = setTimeout(step, TTFT);
 }

@@ -51,3 +51,14 @@ t.test('side-by-side loads two floor relays at once and reports both, without er
     }
   }
 });
+
+t.test('the decode bench decodes the mock upstream\'s reply with the built adapter and reports per chunk', async (t) => {
+  const r = spawnSync(process.execPath, ['bench/providers/decode.mjs', '--replies', '20', '--rounds', '2', '--tokens', '8', '--json'], { cwd: root, encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  const result = JSON.parse(r.stdout) as { chunks: number; results: Array<{ nsPerChunk: number; rounds: number[] }> };
+  // The role chunk, 8 tokens, and one event holding the finish, the usage chunk and [DONE].
+  t.equal(result.chunks, 10);
+  t.equal(result.results.length, 1);
+  t.equal(result.results[0]!.rounds.length, 2);
+  t.ok(result.results[0]!.nsPerChunk > 0);
+});
