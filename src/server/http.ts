@@ -116,10 +116,13 @@ export class HttpExchange {
 
   /** Starts a streamed 200 response (headers now, body later). */
   beginStream(headers: Record<string, string>): void {
-    this.res.cork(() => {
-      this.res.writeStatus(statusLine(200));
-      for (const [k, v] of Object.entries(headers)) this.res.writeHeader(k, v);
-    });
+    this.res.cork(() => this.writeHead(headers));
+  }
+
+  /** Writes the status line of a 200 response and `headers`; call corked, before any body. */
+  writeHead(headers: Record<string, string>): void {
+    this.res.writeStatus(statusLine(200));
+    for (const [k, v] of Object.entries(headers)) this.res.writeHeader(k, v);
   }
 
   /**

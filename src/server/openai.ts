@@ -214,7 +214,7 @@ function streamReply(x: HttpExchange, deps: RouteDeps, c: Completion, headers: R
   const begin = () => {
     if (started) return;
     started = true;
-    x.beginStream({ ...SSE_HEADERS, ...headers });
+    sse.begin({ ...SSE_HEADERS, ...headers });
     sse.write(chunk('{"role":"assistant","content":""}', null));
   };
   const fail = (e: NpcdError) => {

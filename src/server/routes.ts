@@ -272,7 +272,7 @@ function sseReply(x: HttpExchange, deps: RouteDeps, headers: Record<string, stri
   let started = false;
   return (f) => {
     if (!started) {
-      x.beginStream({ ...SSE_HEADERS, ...headers });
+      sse.begin({ ...SSE_HEADERS, ...headers });
       started = true;
     }
     sse.write(sseEvent(f.t, JSON.stringify(f), f.seq));

@@ -1,6 +1,7 @@
 /**
  * A Server-Sent Events writer over a uWS response. Events written in one
- * event-loop turn leave together in one corked write. When uWS reports a full
+ * event-loop turn leave together in one corked write, the response's status
+ * and headers (begin) with the first of them. When uWS reports a full
  * send buffer, further events wait in a bounded queue until onWritable; a
  * client that stops reading and lets the queue pass its limit is cut off.
  */
@@ -17,6 +18,9 @@ export function sseEvent(event: string, data: string, id?: number): string {
 }
 
 export class SseWriter {
+  /** Headers of the response, written with the first flush. */
+  private head: Record<string, string> | undefined;
+  private begun = false;
   private pending = '';
   private scheduled = false;
   private ending = false;
@@ -30,6 +34,18 @@ export class SseWriter {
 
   private get open(): boolean {
     return !this.x.finished;
+  }
+
+  /**
+   * Starts the 200 response with `headers`. They leave with the first
+   * events, in the same write (one packet, not one for the headers and one
+   * for the events).
+   */
+  begin(headers: Record<string, string>): void {
+    if (!this.open || this.ending || this.begun) return;
+    this.begun = true;
+    this.head = headers;
+    this.schedule();
   }
 
   write(chunk: string): void {
@@ -64,6 +80,10 @@ export class SseWriter {
 
   /** Writes what is pending (call corked); ends the response when asked to and drained. */
   private flush(): boolean {
+    if (this.head) {
+      this.x.writeHead(this.head);
+      this.head = undefined;
+    }
     if (this.pending !== '') {
       const chunk = this.pending;
       this.pending = '';
