@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runJsonChild } from '../sidecar/lib.mjs';
+import { runJsonChild } from '../lib/child.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..', '..');

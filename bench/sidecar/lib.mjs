@@ -1,9 +1,7 @@
 // Helpers of the sidecar overhead benchmark (bench/sidecar/overhead.mjs):
 // Prometheus text parsing, /proc and bpftool readers, small statistics.
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import { execFileSync, spawn } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
 
 /**
  * Parses the Prometheus text format into [{ name, labels, value }].
@@ -145,28 +143,4 @@ export function procCpu(pid) {
     const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
     return { own: Number(f[11]) + Number(f[12]), reaped: Number(f[13]) + Number(f[14]) };
   } catch { return null; }
-}
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-
-/**
- * Runs a Node.js script from the repository root and resolves when it exits:
- * its exit code, the JSON of its last stdout line (null when that is not
- * JSON) and the end of its stderr. Killed after `timeoutS`.
- */
-export function runJsonChild(script, args, timeoutS) {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [script, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { err += d; });
-    const limit = setTimeout(() => child.kill('SIGKILL'), timeoutS * 1000);
-    child.on('exit', (code) => {
-      clearTimeout(limit);
-      let json = null;
-      try { json = JSON.parse(out.trim().split('\n').pop()); } catch { /* not JSON: null */ }
-      resolve({ code, json, stderr: err.slice(-2000) });
-    });
-  });
 }

@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { freePort, waitPort, processTree, cpuTicks, machineTicks, clockTicks, loadAvg, replyTokens } from '../providers/lib.mjs';
-import { parseProm, promValue, promSum, establishedByLocalPort, tracepointPrograms, bpfProgStats, median, minMax, roundOrder, machineCounters, procCpu, runJsonChild } from './lib.mjs';
+import { parseProm, promValue, promSum, establishedByLocalPort, tracepointPrograms, bpfProgStats, median, minMax, roundOrder, machineCounters, procCpu } from './lib.mjs';
+import { runJsonChild } from '../lib/child.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..', '..');

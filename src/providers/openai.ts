@@ -136,12 +136,14 @@ function contentOf(choice: Record<string, unknown>): string | undefined {
   return isRecord(delta) && typeof delta.content === 'string' ? delta.content : undefined;
 }
 
-/** The probe of a ChunkTemplate is read where the text is (and the chunk is still one without finish reason or usage). */
+/**
+ * A ChunkTemplate's check: the probe is read as the chunk's text. The probe
+ * chunk differs from the learnt one only there, so it has no finish reason,
+ * usage or error either.
+ */
 function holdsProbe(data: string, probe: string): boolean {
   const chunk: unknown = JSON.parse(data);
-  if (!isRecord(chunk) || !Array.isArray(chunk.choices) || !isRecord(chunk.choices[0])) return false;
-  const choice = chunk.choices[0];
-  return contentOf(choice) === probe && (choice.finish_reason === undefined || choice.finish_reason === null || choice.finish_reason === '') && (chunk.usage === undefined || chunk.usage === null) && (chunk.error === undefined || chunk.error === null);
+  return isRecord(chunk) && Array.isArray(chunk.choices) && isRecord(chunk.choices[0]) && contentOf(chunk.choices[0]) === probe;
 }
 
 class OpenAiDecoder extends SseRecordDecoder {

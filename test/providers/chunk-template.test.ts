@@ -1,8 +1,8 @@
 import t from 'tap';
-import type { StreamEvent } from '../../src/providers/api.js';
+import { type StreamEvent, UpstreamError } from '../../src/providers/api.js';
 import { ChunkTemplate, stringLiteral } from '../../src/providers/chunk-template.js';
 import { OpenAiAdapter } from '../../src/providers/openai.js';
-import { UpstreamError } from '../../src/providers/api.js';
+import { mulberry32 } from '../../src/text/random.js';
 
 const lit = (s: string) => stringLiteral(s, 0, s.length);
 
@@ -108,21 +108,10 @@ function reference(datas: string[]): { texts: string[]; failsAt?: number } {
   return { texts, failsAt: datas.length };
 }
 
-/** Small deterministic generator (tests must not depend on Math.random). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(s ^ (s >>> 15), 1 | s);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 const PIECES = ['a', ' word', '"', '\\', '\n', 'é', '🌧', '\u2028', '{"content":"x"}', '","finish_reason":"stop', '\u0000', '  '];
 
 t.test('OpenAI decoder: chunks read through the template give what parsing each whole gives', async (t) => {
-  const rand = rng(7);
+  const rand = mulberry32(7);
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)]!;
   let fastStreams = 0;
   for (let round = 0; round < 300; round++) {
