@@ -17,6 +17,11 @@
  * Where the string sits is found from the chunk's raw text and then proven:
  * the chunk with a probe string in that place is parsed, and the caller checks
  * that the probe is where the text was.
+ *
+ * With a framing (for SSE: `data: ` before the chunk, a blank line after), a
+ * template also reads a network chunk that holds exactly one framed chunk,
+ * in its bytes (matchBytes): no line splitting and no decoding of the whole
+ * chunk to a string, only of the text.
  */
 
 /** Stands in for the text when a template is checked. */
@@ -24,14 +29,29 @@ const PROBE = '\u0000npcd-template-probe';
 /** Chunks a stream may try to learn from: one whose chunks differ in more than the text stops trying. */
 const MAX_LEARN_ATTEMPTS = 4;
 
+/** What surrounds one chunk in the bytes of a stream, e.g. `data: ` and `\n\n` for a one-line SSE event. */
+export interface ChunkFraming {
+  readonly before: string;
+  readonly after: string;
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
 export class ChunkTemplate {
   #prefix = '';
   #suffix = '';
   #ready = false;
   #attempts = 0;
+  /** The framing and the prefix, and the suffix and the framing, in UTF-8; unset without a framing or when the template spans lines. */
+  #head: Buffer | undefined;
+  #tail: Buffer | undefined;
 
   /** `key` names the member whose string value is the text (e.g. "content"). */
-  constructor(private readonly key: string) {}
+  constructor(
+    private readonly key: string,
+    private readonly framing?: ChunkFraming,
+  ) {}
 
   get ready(): boolean {
     return this.#ready;
@@ -49,6 +69,23 @@ export class ChunkTemplate {
     // Slices compared with === (a memory compare), several times faster than startsWith and endsWith in V8.
     if (end - prefix.length < 2 || data.slice(0, prefix.length) !== prefix || data.slice(end) !== suffix) return undefined;
     return stringLiteral(data, prefix.length, end);
+  }
+
+  /**
+   * The text of `bytes` when they are exactly one framed chunk that match()
+   * would read; undefined otherwise (the caller then reads them as usual).
+   * Only the text is decoded from UTF-8, as decoding the whole would: the
+   * string literal starts and ends with a quote, and UTF-8 never splits a
+   * character at an ASCII byte.
+   */
+  matchBytes(bytes: Uint8Array): string | undefined {
+    const head = this.#head;
+    const tail = this.#tail;
+    if (!head || !tail) return undefined;
+    const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const end = buf.length - tail.length;
+    if (end - head.length < 2 || buf.compare(head, 0, head.length, 0, head.length) !== 0 || buf.compare(tail, 0, tail.length, end) !== 0) return undefined;
+    return bytesLiteral(buf, head.length, end);
   }
 
   /**
@@ -81,7 +118,27 @@ export class ChunkTemplate {
     this.#prefix = prefix;
     this.#suffix = suffix;
     this.#ready = true;
+    // A chunk whose text around the string has a line end would not be one line of the framed bytes.
+    const framing = this.framing;
+    const oneLine = !/[\r\n]/.test(prefix) && !/[\r\n]/.test(suffix);
+    this.#head = framing && oneLine ? Buffer.from(framing.before + prefix, 'utf8') : undefined;
+    this.#tail = framing && oneLine ? Buffer.from(suffix + framing.after, 'utf8') : undefined;
   }
+}
+
+/**
+ * stringLiteral over the UTF-8 bytes `buf[start, end)`: the value of the one
+ * valid JSON string literal they are, or undefined.
+ */
+export function bytesLiteral(buf: Buffer, start: number, end: number): string | undefined {
+  if (end - start < 2 || buf[start] !== QUOTE || buf[end - 1] !== QUOTE) return undefined;
+  for (let i = start + 1; i < end - 1; i++) {
+    const c = buf[i]!;
+    if (c === QUOTE || c < 0x20) return undefined;
+    // Escapes are rare in text: the string path checks them.
+    if (c === BACKSLASH) return stringLiteral(buf.toString('utf8', start, end), 0, end - start);
+  }
+  return buf.toString('utf8', start + 1, end - 1);
 }
 
 /**

@@ -19,7 +19,7 @@ export async function* decodeChunks<T>(
       failure = err;
     }
     yield* out;
-    out.length = 0;
+    empty(out);
     if (failure !== undefined) throw failure;
   }
   for await (const chunk of body) {
@@ -27,4 +27,13 @@ export async function* decodeChunks<T>(
     if (stop?.()) return;
   }
   if (end) yield* step(() => end(out));
+}
+
+/**
+ * Empties an array that is refilled for every chunk, keeping its storage:
+ * `length = 0` makes V8 free the backing store, and the next push allocate
+ * a new one, once per chunk.
+ */
+export function empty(array: unknown[]): void {
+  while (array.length > 0) array.pop();
 }

@@ -5,7 +5,7 @@
  */
 import { isRecord } from '../protocol/validate.js';
 import { type StreamDecoder, type StreamEvent, UpstreamError } from './api.js';
-import { decodeChunks } from './chunks.js';
+import { decodeChunks, empty } from './chunks.js';
 import { NdjsonDecoder } from './ndjson.js';
 import { SseDecoder, type SseEvent } from './sse.js';
 import type { GenerateRequest } from './types.js';
@@ -163,7 +163,7 @@ export abstract class RecordDecoder<R> implements StreamDecoder {
         else if (this.record(r, out)) this.#afterEnd = 0;
       }
     } finally {
-      records.length = 0;
+      empty(records);
     }
     // Garbage after the end marker does not fail a finished reply.
     if (failure !== undefined && this.#afterEnd < 0) throw failure;
@@ -176,6 +176,15 @@ export abstract class SseRecordDecoder extends RecordDecoder<SseEvent> {
 
   protected split(chunk: Uint8Array, into: SseEvent[]): void {
     this.#sse.push(chunk, into);
+  }
+
+  /**
+   * True when a chunk that is exactly one `data: …\n\n` event, within the
+   * size bound, may be read without splitting (see SseDecoder.atEventStart):
+   * between events, and before the end marker.
+   */
+  protected canTakeWhole(chunk: Uint8Array): boolean {
+    return !this.ended && chunk.byteLength <= this.#sse.maxEventBytes && this.#sse.atEventStart;
   }
 }
 

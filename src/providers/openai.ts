@@ -7,7 +7,7 @@
  */
 import { type ApiAdapter, reasonOfStatus, type StreamDecoder, type StreamEvent, type UpstreamFailure, type UpstreamReason, type UpstreamRequest, UpstreamError } from './api.js';
 import { type AdapterOptions, isRecord, KeyedAdapter, SseRecordDecoder, MESSAGE_CHARS, parseJsonObject, quote, QUOTED_BODY_CHARS, tryParseJson } from './http-api.js';
-import { ChunkTemplate } from './chunk-template.js';
+import { type ChunkFraming, ChunkTemplate } from './chunk-template.js';
 import type { SseEvent } from './sse.js';
 import type { ChatMessage, GenerateRequest } from './types.js';
 
@@ -146,13 +146,32 @@ function holdsProbe(data: string, probe: string): boolean {
   return isRecord(chunk) && Array.isArray(chunk.choices) && isRecord(chunk.choices[0]) && contentOf(chunk.choices[0]) === probe;
 }
 
+/** How an SSE stream frames a one-line event: the bytes around its data. */
+const SSE_EVENT: ChunkFraming = { before: 'data: ', after: '\n\n' };
+
 class OpenAiDecoder extends SseRecordDecoder {
-  readonly #template = new ChunkTemplate('content');
+  readonly #template = new ChunkTemplate('content', SSE_EVENT);
   #finish: 'stop' | 'length' | undefined;
   #usage: { promptTokens: number; completionTokens: number } | undefined;
 
   constructor(private readonly key: string | undefined) {
     super();
+  }
+
+  /**
+   * A network chunk that is one whole event matching the template is read
+   * from its bytes; anything else is split into events and read as usual.
+   * Upstreams send an event per write, so most token chunks are such.
+   */
+  override push(chunk: Uint8Array, out: StreamEvent[]): void {
+    if (this.#template.ready && this.canTakeWhole(chunk)) {
+      const text = this.#template.matchBytes(chunk);
+      if (text !== undefined) {
+        if (text !== '') out.push({ type: 'text', text });
+        return;
+      }
+    }
+    super.push(chunk, out);
   }
 
   protected record(sse: SseEvent, out: StreamEvent[]): boolean {

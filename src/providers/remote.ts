@@ -15,6 +15,7 @@
  * - every failure becomes an UpstreamError with its reason and code.
  */
 import { type ApiAdapter, reasonOfStatus, type StreamEvent, UpstreamError, type UpstreamReason } from './api.js';
+import { empty } from './chunks.js';
 import { pause } from './pace.js';
 import { pullReply, STOPPED } from './relay.js';
 import type { GenerateRequest, GenerateResult, ModelProvider, ProviderHealth, TextSink } from './types.js';
@@ -146,7 +147,7 @@ export class RemoteProvider implements ModelProvider {
             if (event.type === 'text') text += event.text;
             else result = { finish: event.finish, usage: event.usage };
           }
-          events.length = 0;
+          empty(events);
           let next: ReturnType<TextSink> = undefined;
           if (text !== '') {
             if (firstTimer) {

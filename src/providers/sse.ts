@@ -11,7 +11,7 @@
  * buffer without limit.
  */
 import { UpstreamError } from './api.js';
-import { decodeChunks } from './chunks.js';
+import { decodeChunks, empty } from './chunks.js';
 
 /** Default bound on one line and on one event (its lines, without line ends), in UTF-8 bytes. */
 export const DEFAULT_MAX_EVENT_BYTES = 1024 * 1024;
@@ -59,6 +59,22 @@ export class SseDecoder {
   constructor(options: SseOptions = {}) {
     this.#limit = options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
     this.#block = new EventBlock(this.#limit);
+  }
+
+  /** Bound on one line and on one event, in UTF-8 bytes. */
+  get maxEventBytes(): number {
+    return this.#limit;
+  }
+
+  /**
+   * True between two events, past the start of the stream: no line or event
+   * begun, no line end half read. A chunk that is then exactly
+   * `data: DATA\n\n` (DATA without CR or LF, within the bound) is one
+   * "message" event whose data is DATA, and leaves the decoder as it was, so
+   * a reader may take such a chunk without push.
+   */
+  get atEventStart(): boolean {
+    return !this.#first && this.#rest === undefined && !this.#afterCr && this.#block.empty;
   }
 
   push(chunk: Uint8Array, out: SseEvent[]): void {
@@ -133,6 +149,11 @@ class EventBlock {
 
   constructor(private readonly limit: number) {}
 
+  /** No line of an event read since the last one was dispatched (the last event ID aside, which carries over). */
+  get empty(): boolean {
+    return this.#bytes === 0 && this.#data.length === 0 && this.#type === '' && this.#comments.length === 0 && this.#retry === undefined;
+  }
+
   /** Takes one line; returns the event a blank line dispatches. */
   line(line: string): SseEvent | undefined {
     if (line === '') return this.#dispatch();
@@ -183,7 +204,7 @@ class EventBlock {
     }
     this.#type = '';
     // The event holds the joined text, not the array: reuse it. Comments are handed over: start a new list.
-    data.length = 0;
+    empty(data);
     if (this.#comments.length > 0) this.#comments = [];
     this.#retry = undefined;
     this.#bytes = 0;

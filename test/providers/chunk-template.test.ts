@@ -1,7 +1,8 @@
 import t from 'tap';
 import { type StreamEvent, UpstreamError } from '../../src/providers/api.js';
-import { ChunkTemplate, stringLiteral } from '../../src/providers/chunk-template.js';
+import { bytesLiteral, ChunkTemplate, stringLiteral } from '../../src/providers/chunk-template.js';
 import { OpenAiAdapter } from '../../src/providers/openai.js';
+import { SseDecoder } from '../../src/providers/sse.js';
 import { mulberry32 } from '../../src/text/random.js';
 
 const lit = (s: string) => stringLiteral(s, 0, s.length);
@@ -15,6 +16,18 @@ t.test('stringLiteral reads exactly one valid JSON string literal', async (t) =>
   for (const bad of ['"a"b"', '"a', 'a"', '"', '', '"a\nb"', '"\t"', '"a\\"', '"\\x"', '"\\u12"', '"a","b"', ' "a"', '"a" ', 'null', '1']) {
     t.equal(lit(bad), undefined, `not one literal: ${JSON.stringify(bad)}`);
   }
+});
+
+t.test('bytesLiteral reads the same literals from UTF-8 bytes', async (t) => {
+  const cases = ['"hello"', '""', '" 🌧 é"', '"a\\"b\\\\c\\n\\u00e9\\ud83c\\udf27"', '"a"b"', '"a', 'a"', '"', '', '"a\nb"', '"\t"', '"a\\"', '"\\x"', '"a","b"', ' "a"', 'null'];
+  for (const c of cases) {
+    const b = Buffer.from(`xx${c}yy`);
+    t.equal(bytesLiteral(b, 2, b.length - 2), lit(c), `as stringLiteral: ${JSON.stringify(c)}`);
+  }
+  // Bytes that are not UTF-8 decode to U+FFFD, as decoding the whole chunk would.
+  const bad = Buffer.from([0x22, 0x61, 0xff, 0xc3, 0x22]);
+  t.equal(bytesLiteral(bad, 0, bad.length), lit(bad.toString('utf8')));
+  t.equal(bytesLiteral(bad, 0, bad.length), 'a\ufffd\ufffd');
 });
 
 const head = '{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":';
@@ -74,14 +87,76 @@ t.test('ChunkTemplate learns only where it can prove the text is', async (t) => 
   t.equal(tpl.match(chunk('z')), undefined);
 });
 
+t.test('ChunkTemplate.matchBytes reads one framed chunk from its bytes', async (t) => {
+  const sse = { before: 'data: ', after: '\n\n' };
+  const tpl = new ChunkTemplate('content', sse);
+  const event = (data: string) => Buffer.from(`data: ${data}\n\n`);
+  t.equal(tpl.matchBytes(event(chunk('a'))), undefined, 'nothing learnt yet');
+  tpl.learn(chunk('Hello'), 'Hello', probeIsText);
+  t.equal(tpl.matchBytes(event(chunk(' world'))), ' world');
+  t.equal(tpl.matchBytes(event(chunk(' café 🌧'))), ' café 🌧', 'non-ASCII text');
+  t.equal(tpl.matchBytes(event(chunk('say "hi"\\\n'))), 'say "hi"\\\n', 'escaped text');
+  t.equal(tpl.matchBytes(event(chunk(''))), '', 'an empty text');
+  t.equal(tpl.matchBytes(new Uint8Array(event(chunk('u8')))), 'u8', 'a Uint8Array');
+  t.equal(tpl.matchBytes(event(chunk('x')).subarray(0, -1)), undefined, 'the blank line cut');
+  t.equal(tpl.matchBytes(Buffer.from(`data:${chunk('x')}\n\n`)), undefined, 'no space after the colon');
+  t.equal(tpl.matchBytes(Buffer.from(`data: ${chunk('x')}\r\n\r\n`)), undefined, 'CRLF line ends');
+  t.equal(tpl.matchBytes(Buffer.concat([event(chunk('x')), event(chunk('y'))])), undefined, 'two events in one chunk');
+  t.equal(tpl.matchBytes(Buffer.from(`event: other\ndata: ${chunk('x')}\n\n`)), undefined, 'another event type');
+  t.equal(tpl.matchBytes(event(chunk('x').replace('"created":1', '"created":2'))), undefined, 'another field changed');
+  t.equal(tpl.matchBytes(event(`${head}"a\nb"${tail}`)), undefined, 'a raw line end in the text');
+  t.equal(new ChunkTemplate('content').matchBytes(event(chunk('x'))), undefined, 'no framing: strings only');
+
+  // Learnt from an event of two data lines: its bytes are not one line, so only match() reads such chunks.
+  const twoLines = new ChunkTemplate('content', sse);
+  const multi = chunk('Hi').replace('"choices"', '\n"choices"');
+  twoLines.learn(multi, 'Hi', probeIsText);
+  t.ok(twoLines.ready);
+  t.equal(twoLines.match(chunk('Yo').replace('"choices"', '\n"choices"')), 'Yo');
+  t.equal(twoLines.matchBytes(Buffer.from(`data: ${chunk('Yo').replace('"choices"', '\n"choices"')}\n\n`)), undefined);
+});
+
+t.test('SseDecoder.atEventStart: only between events, past the first line', async (t) => {
+  const d = new SseDecoder();
+  const out: unknown[] = [];
+  t.notOk(d.atEventStart, 'at the start, where a byte order mark may come');
+  d.push(Buffer.from('data: a\n\n'), out as never);
+  t.ok(d.atEventStart);
+  d.push(Buffer.from('data: b'), out as never);
+  t.notOk(d.atEventStart, 'a line begun');
+  d.push(Buffer.from('\n'), out as never);
+  t.notOk(d.atEventStart, 'an event begun');
+  d.push(Buffer.from('\r'), out as never);
+  t.notOk(d.atEventStart, 'a CR that a LF may follow');
+  d.push(Buffer.from('\n'), out as never);
+  t.ok(d.atEventStart);
+  for (const line of ['id: 7\n', 'event: x\n', 'retry: 5\n', ': comment\n']) {
+    d.push(Buffer.from(line), out as never);
+    t.notOk(d.atEventStart, `after ${JSON.stringify(line)}`);
+    d.push(Buffer.from('\n'), out as never);
+    t.ok(d.atEventStart, 'and again after the blank line');
+  }
+  t.equal(out.length, 2);
+});
+
 // ------------------------------------------------- the OpenAI decoder with it
 
-/** Events of a stream read by the adapter's decoder, one chunk per SSE event; and the failure, if any. */
-function decode(events: string[]): { events: StreamEvent[]; error?: unknown } {
+/**
+ * Events of a stream read by the adapter's decoder, and the failure, if any.
+ * The bytes come one chunk per SSE event, or, with `cut`, cut at the
+ * offsets it picks (events split and merged, as TCP reads may).
+ */
+function decode(events: string[], cut?: (length: number) => number[]): { events: StreamEvent[]; error?: unknown } {
   const d = new OpenAiAdapter({ model: 'm' }).decoder();
   const out: StreamEvent[] = [];
+  let chunks = events.map((e) => Buffer.from(e));
+  if (cut) {
+    const all = Buffer.concat(chunks);
+    const at = [0, ...cut(all.length).sort((a, b) => a - b), all.length];
+    chunks = at.slice(1).map((end, i) => all.subarray(at[i], end));
+  }
   try {
-    for (const e of events) d.push(Buffer.from(e), out);
+    for (const c of chunks) d.push(c, out);
     d.end(out);
   } catch (error) {
     return { events: out, error };
@@ -114,7 +189,13 @@ t.test('OpenAI decoder: chunks read through the template give what parsing each 
   const rand = mulberry32(7);
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)]!;
   let fastStreams = 0;
-  for (let round = 0; round < 300; round++) {
+  let byteStreams = 0;
+  const splits = countSplits();
+  t.teardown(splits.restore);
+  // One event per chunk (most read from their bytes), and the same bytes cut elsewhere.
+  const cuts = [undefined, (n: number) => Array.from({ length: 1 + Math.floor(rand() * 8) }, () => Math.floor(rand() * n))];
+  for (let round = 0; round < 600; round++) {
+    const cut = cuts[round % 2];
     const datas: string[] = [chunk('').replace('"delta":{', '"delta":{"role":"assistant",')];
     const n = 1 + Math.floor(rand() * 12);
     for (let i = 0; i < n; i++) {
@@ -132,7 +213,9 @@ t.test('OpenAI decoder: chunks read through the template give what parsing each 
     }
     datas.push('[DONE]');
     const want = reference(datas);
-    const parses = countParses(() => decode(datas.map((d) => `data: ${d}\n\n`)));
+    const before = splits.count;
+    const parses = countParses(() => decode(datas.map((d) => `data: ${d}\n\n`), cut));
+    if (cut === undefined && splits.count - before < datas.length) byteStreams++;
     const got = parses.result;
     const texts = got.events.flatMap((e) => (e.type === 'text' ? [e.text] : []));
     if (parses.count < datas.length - 1) fastStreams++;
@@ -148,18 +231,42 @@ t.test('OpenAI decoder: chunks read through the template give what parsing each 
     }
     t.same(texts, want.texts, `round ${round}: same texts`);
   }
-  t.ok(fastStreams > 100, `most streams skipped JSON.parse for some chunks (${fastStreams} of 300)`);
+  t.ok(fastStreams > 200, `most streams skipped JSON.parse for some chunks (${fastStreams} of 600)`);
+  t.ok(byteStreams > 100, `most streams of one event per chunk read some chunks from their bytes (${byteStreams} of 300)`);
 });
 
 t.test('OpenAI decoder: a plain stream parses two chunks whole, whatever its length', async (t) => {
   const datas = [chunk('').replace('"delta":{', '"delta":{"role":"assistant",'), ...Array.from({ length: 200 }, (_, i) => chunk(` w${i}`)), chunk('').replace('null}', '"stop"}'), '[DONE]'];
+  const splits = countSplits();
+  t.teardown(splits.restore);
   const { count, result } = countParses(() => decode(datas.map((d) => `data: ${d}\n\n`)));
   t.equal(result.error, undefined);
-  t.equal(result.events.filter((e) => e.type === 'text').length, 200);
+  t.same(
+    result.events.flatMap((e) => (e.type === 'text' ? [e.text] : [])),
+    Array.from({ length: 200 }, (_, i) => ` w${i}`),
+  );
   t.same(result.events.at(-1), { type: 'end', finish: 'stop' });
   // The role chunk, the first text chunk and its probe, and the finish chunk.
   t.equal(count, 4, 'JSON.parse calls');
+  // The role chunk, the first text chunk, the finish chunk and [DONE]: the other 199 are read from their bytes.
+  t.equal(splits.count, 4, 'chunks split into SSE lines');
 });
+
+/** Counts the chunks SseDecoder splits into lines, until restore(). */
+function countSplits(): { count: number; restore: () => void } {
+  const split = SseDecoder.prototype.push;
+  const counter = {
+    count: 0,
+    restore: () => {
+      SseDecoder.prototype.push = split;
+    },
+  };
+  SseDecoder.prototype.push = function (this: SseDecoder, ...args: Parameters<typeof split>) {
+    counter.count++;
+    return split.apply(this, args);
+  };
+  return counter;
+}
 
 function countParses<R>(fn: () => R): { count: number; result: R } {
   const parse = JSON.parse;
