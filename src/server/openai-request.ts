@@ -5,7 +5,7 @@
  * (e.g. `messages[2].content`). Only own properties are read; fields npcd
  * does not use are ignored, as OpenAI-compatible servers do.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { ClientMessages } from '../dialogue/prompt.js';
 import type { Sampling } from '../dialogue/turn.js';
 import { NpcdError } from '../errors.js';
@@ -253,7 +253,7 @@ export interface ConversationKey {
  * another `user`, another key) get different sessions.
  */
 export function deriveSessionId(key: ConversationKey): string {
-  const h = createHash('sha256');
-  h.update(JSON.stringify(['npcd-openai/1', key.apiKey ?? null, key.user ?? null, key.character, key.greeting ?? null, key.firstUser]));
-  return 'oai_' + h.digest('base64url').slice(0, 32);
+  // One call, no Hash object: this runs for every request that names no session.
+  const digest = hash('sha256', JSON.stringify(['npcd-openai/1', key.apiKey ?? null, key.user ?? null, key.character, key.greeting ?? null, key.firstUser]), 'base64url');
+  return 'oai_' + digest.slice(0, 32);
 }
