@@ -19,8 +19,8 @@
  * that the probe is where the text was.
  *
  * With a framing (for SSE: `data: ` before the chunk, a blank line after), a
- * template also reads a network chunk that holds exactly one framed chunk,
- * in its bytes (matchBytes): no line splitting and no decoding of the whole
+ * template also reads a network chunk that holds whole framed chunks only,
+ * in its bytes (readFramed): no line splitting and no decoding of the whole
  * chunk to a string, only of the text.
  */
 
@@ -72,20 +72,37 @@ export class ChunkTemplate {
   }
 
   /**
-   * The text of `bytes` when they are exactly one framed chunk that match()
-   * would read; undefined otherwise (the caller then reads them as usual).
-   * Only the text is decoded from UTF-8, as decoding the whole would: the
-   * string literal starts and ends with a quote, and UTF-8 never splits a
-   * character at an ASCII byte.
+   * Reads `bytes` when they are one or more framed chunks back to back, each
+   * one that match() would read: appends their texts to `texts` and returns
+   * true. Returns false, with `texts` as it was, when any part of the bytes
+   * is something else (the caller then reads them as usual). Only the texts
+   * are decoded from UTF-8, as decoding the whole would: each string literal
+   * starts and ends with a quote, and UTF-8 never splits a character at an
+   * ASCII byte.
    */
-  matchBytes(bytes: Uint8Array): string | undefined {
+  readFramed(bytes: Uint8Array, texts: string[]): boolean {
     const head = this.#head;
     const tail = this.#tail;
-    if (!head || !tail) return undefined;
+    if (!head || !tail) return false;
     const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const end = buf.length - tail.length;
-    if (end - head.length < 2 || buf.compare(head, 0, head.length, 0, head.length) !== 0 || buf.compare(tail, 0, tail.length, end) !== 0) return undefined;
-    return bytesLiteral(buf, head.length, end);
+    const n = buf.length;
+    const before = texts.length;
+    let at = 0;
+    while (at < n) {
+      const open = at + head.length;
+      if (open >= n || buf.compare(head, 0, head.length, at, open) !== 0) break;
+      const close = closingQuote(buf, open);
+      if (close === -1) break;
+      const end = close + 1 + tail.length;
+      if (end > n || buf.compare(tail, 0, tail.length, close + 1, end) !== 0) break;
+      const text = bytesLiteral(buf, open, close + 1);
+      if (text === undefined) break;
+      texts.push(text);
+      at = end;
+    }
+    if (at === n && texts.length > before) return true;
+    texts.splice(before);
+    return false;
   }
 
   /**
@@ -124,6 +141,23 @@ export class ChunkTemplate {
     this.#head = framing && oneLine ? Buffer.from(framing.before + prefix, 'utf8') : undefined;
     this.#tail = framing && oneLine ? Buffer.from(suffix + framing.after, 'utf8') : undefined;
   }
+}
+
+/**
+ * Where the JSON string literal opening at `buf[open]` closes: the index of
+ * its first quote not escaped by a backslash; -1 when `buf[open]` is not a
+ * quote, or a control character or the end of the bytes comes first.
+ */
+function closingQuote(buf: Buffer, open: number): number {
+  if (buf[open] !== QUOTE) return -1;
+  for (let i = open + 1; i < buf.length; i++) {
+    const c = buf[i]!;
+    if (c === QUOTE) return i;
+    if (c < 0x20) return -1;
+    // The escaped character is skipped; bytesLiteral checks the escape itself.
+    if (c === BACKSLASH) i++;
+  }
+  return -1;
 }
 
 /**

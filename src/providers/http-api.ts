@@ -179,9 +179,9 @@ export abstract class SseRecordDecoder extends RecordDecoder<SseEvent> {
   }
 
   /**
-   * True when a chunk that is exactly one `data: …\n\n` event, within the
-   * size bound, may be read without splitting (see SseDecoder.atEventStart):
-   * between events, and before the end marker.
+   * True when a chunk of whole `data: …\n\n` events, within the size bound,
+   * may be read without splitting (see SseDecoder.atEventStart): between
+   * events, and before the end marker.
    */
   protected canTakeWhole(chunk: Uint8Array): boolean {
     return !this.ended && chunk.byteLength <= this.#sse.maxEventBytes && this.#sse.atEventStart;

@@ -6,6 +6,7 @@
  * here are relative to it. docs/providers.md describes the mapping.
  */
 import { type ApiAdapter, reasonOfStatus, type StreamDecoder, type StreamEvent, type UpstreamFailure, type UpstreamReason, type UpstreamRequest, UpstreamError } from './api.js';
+import { empty } from './chunks.js';
 import { type AdapterOptions, isRecord, KeyedAdapter, SseRecordDecoder, MESSAGE_CHARS, parseJsonObject, quote, QUOTED_BODY_CHARS, tryParseJson } from './http-api.js';
 import { type ChunkFraming, ChunkTemplate } from './chunk-template.js';
 import type { SseEvent } from './sse.js';
@@ -151,6 +152,8 @@ const SSE_EVENT: ChunkFraming = { before: 'data: ', after: '\n\n' };
 
 class OpenAiDecoder extends SseRecordDecoder {
   readonly #template = new ChunkTemplate('content', SSE_EVENT);
+  /** Texts read from one chunk's bytes (reused). */
+  readonly #texts: string[] = [];
   #finish: 'stop' | 'length' | undefined;
   #usage: { promptTokens: number; completionTokens: number } | undefined;
 
@@ -159,17 +162,17 @@ class OpenAiDecoder extends SseRecordDecoder {
   }
 
   /**
-   * A network chunk that is one whole event matching the template is read
-   * from its bytes; anything else is split into events and read as usual.
-   * Upstreams send an event per write, so most token chunks are such.
+   * A network chunk of whole events that match the template is read from
+   * its bytes; anything else is split into events and read as usual.
+   * Upstreams send an event per write, so most token chunks hold one such
+   * event, or a few when reads fall behind.
    */
   override push(chunk: Uint8Array, out: StreamEvent[]): void {
-    if (this.#template.ready && this.canTakeWhole(chunk)) {
-      const text = this.#template.matchBytes(chunk);
-      if (text !== undefined) {
-        if (text !== '') out.push({ type: 'text', text });
-        return;
-      }
+    const texts = this.#texts;
+    if (this.#template.ready && this.canTakeWhole(chunk) && this.#template.readFramed(chunk, texts)) {
+      for (const text of texts) if (text !== '') out.push({ type: 'text', text });
+      empty(texts);
+      return;
     }
     super.push(chunk, out);
   }

@@ -68,10 +68,11 @@ export class SseDecoder {
 
   /**
    * True between two events, past the start of the stream: no line or event
-   * begun, no line end half read. A chunk that is then exactly
-   * `data: DATA\n\n` (DATA without CR or LF, within the bound) is one
-   * "message" event whose data is DATA, and leaves the decoder as it was, so
-   * a reader may take such a chunk without push.
+   * begun, no line end half read. A chunk that is then `data: DATA\n\n`,
+   * once or several times (each DATA without CR or LF, the chunk within the
+   * bound), is that many "message" events whose data are the DATAs, and
+   * leaves the decoder as it was, so a reader may take such a chunk without
+   * push.
    */
   get atEventStart(): boolean {
     return !this.#first && this.#rest === undefined && !this.#afterCr && this.#block.empty;

@@ -87,33 +87,49 @@ t.test('ChunkTemplate learns only where it can prove the text is', async (t) => 
   t.equal(tpl.match(chunk('z')), undefined);
 });
 
-t.test('ChunkTemplate.matchBytes reads one framed chunk from its bytes', async (t) => {
+t.test('ChunkTemplate.readFramed reads whole framed chunks from their bytes', async (t) => {
   const sse = { before: 'data: ', after: '\n\n' };
   const tpl = new ChunkTemplate('content', sse);
   const event = (data: string) => Buffer.from(`data: ${data}\n\n`);
-  t.equal(tpl.matchBytes(event(chunk('a'))), undefined, 'nothing learnt yet');
+  /** The texts readFramed gives, or undefined when it declines (and then leaves the list as it was). */
+  const read = (template: ChunkTemplate, bytes: Uint8Array): string[] | undefined => {
+    const texts = ['before'];
+    if (template.readFramed(bytes, texts)) return texts.slice(1);
+    t.same(texts, ['before'], 'declined: the list is as it was');
+    return undefined;
+  };
+  t.equal(read(tpl, event(chunk('a'))), undefined, 'nothing learnt yet');
   tpl.learn(chunk('Hello'), 'Hello', probeIsText);
-  t.equal(tpl.matchBytes(event(chunk(' world'))), ' world');
-  t.equal(tpl.matchBytes(event(chunk(' café 🌧'))), ' café 🌧', 'non-ASCII text');
-  t.equal(tpl.matchBytes(event(chunk('say "hi"\\\n'))), 'say "hi"\\\n', 'escaped text');
-  t.equal(tpl.matchBytes(event(chunk(''))), '', 'an empty text');
-  t.equal(tpl.matchBytes(new Uint8Array(event(chunk('u8')))), 'u8', 'a Uint8Array');
-  t.equal(tpl.matchBytes(event(chunk('x')).subarray(0, -1)), undefined, 'the blank line cut');
-  t.equal(tpl.matchBytes(Buffer.from(`data:${chunk('x')}\n\n`)), undefined, 'no space after the colon');
-  t.equal(tpl.matchBytes(Buffer.from(`data: ${chunk('x')}\r\n\r\n`)), undefined, 'CRLF line ends');
-  t.equal(tpl.matchBytes(Buffer.concat([event(chunk('x')), event(chunk('y'))])), undefined, 'two events in one chunk');
-  t.equal(tpl.matchBytes(Buffer.from(`event: other\ndata: ${chunk('x')}\n\n`)), undefined, 'another event type');
-  t.equal(tpl.matchBytes(event(chunk('x').replace('"created":1', '"created":2'))), undefined, 'another field changed');
-  t.equal(tpl.matchBytes(event(`${head}"a\nb"${tail}`)), undefined, 'a raw line end in the text');
-  t.equal(new ChunkTemplate('content').matchBytes(event(chunk('x'))), undefined, 'no framing: strings only');
+  t.same(read(tpl, event(chunk(' world'))), [' world']);
+  t.same(read(tpl, event(chunk(' café 🌧'))), [' café 🌧'], 'non-ASCII text');
+  t.same(read(tpl, event(chunk('say "hi"\\\n'))), ['say "hi"\\\n'], 'escaped text');
+  t.same(read(tpl, event(`${head}"\\u00e9"${tail}`)), ['é'], 'another escaping of the text');
+  t.same(read(tpl, event(chunk(''))), [''], 'an empty text');
+  t.same(read(tpl, new Uint8Array(event(chunk('u8')))), ['u8'], 'a Uint8Array');
+  t.same(read(tpl, Buffer.concat([event(chunk('x')), event(chunk('"y"')), event(chunk('z'))])), ['x', '"y"', 'z'], 'three events in one chunk');
+  t.equal(read(tpl, Buffer.concat([event(chunk('x')), event(chunk('y')).subarray(0, 40)])), undefined, 'an event and the start of the next');
+  t.equal(read(tpl, Buffer.concat([event(chunk('x')), Buffer.from('data: [DONE]\n\n')])), undefined, 'an event and the end marker');
+  t.equal(read(tpl, Buffer.concat([event(chunk('x')), Buffer.from('\n')])), undefined, 'an extra blank line');
+  t.equal(read(tpl, event(chunk('x')).subarray(0, -1)), undefined, 'the blank line cut');
+  t.equal(read(tpl, Buffer.from(`data:${chunk('x')}\n\n`)), undefined, 'no space after the colon');
+  t.equal(read(tpl, Buffer.from(`data: ${chunk('x')}\r\n\r\n`)), undefined, 'CRLF line ends');
+  t.equal(read(tpl, Buffer.from(`event: other\ndata: ${chunk('x')}\n\n`)), undefined, 'another event type');
+  t.equal(read(tpl, event(chunk('x').replace('"created":1', '"created":2'))), undefined, 'another field changed');
+  t.equal(read(tpl, event(chunk('x').replace('"finish_reason":null', '"finish_reason":"stop"'))), undefined, 'a finish reason');
+  t.equal(read(tpl, event(`${head}"a\nb"${tail}`)), undefined, 'a raw line end in the text');
+  t.equal(read(tpl, event(`${head}"a\\\nb"${tail}`)), undefined, 'a raw line end after a backslash');
+  t.equal(read(tpl, event(`${head}"bad \\x"${tail}`)), undefined, 'a bad escape');
+  t.equal(read(tpl, event(`${head}"a","b"${tail}`)), undefined, 'two strings where the text was');
+  t.equal(read(tpl, Buffer.alloc(0)), undefined, 'nothing');
+  t.equal(read(new ChunkTemplate('content'), event(chunk('x'))), undefined, 'no framing: strings only');
 
   // Learnt from an event of two data lines: its bytes are not one line, so only match() reads such chunks.
   const twoLines = new ChunkTemplate('content', sse);
-  const multi = chunk('Hi').replace('"choices"', '\n"choices"');
-  twoLines.learn(multi, 'Hi', probeIsText);
+  const multi = (text: string) => chunk(text).replace('"choices"', '\n"choices"');
+  twoLines.learn(multi('Hi'), 'Hi', probeIsText);
   t.ok(twoLines.ready);
-  t.equal(twoLines.match(chunk('Yo').replace('"choices"', '\n"choices"')), 'Yo');
-  t.equal(twoLines.matchBytes(Buffer.from(`data: ${chunk('Yo').replace('"choices"', '\n"choices"')}\n\n`)), undefined);
+  t.equal(twoLines.match(multi('Yo')), 'Yo');
+  t.equal(read(twoLines, event(multi('Yo'))), undefined);
 });
 
 t.test('SseDecoder.atEventStart: only between events, past the first line', async (t) => {
@@ -144,24 +160,27 @@ t.test('SseDecoder.atEventStart: only between events, past the first line', asyn
 /**
  * Events of a stream read by the adapter's decoder, and the failure, if any.
  * The bytes come one chunk per SSE event, or, with `cut`, cut at the
- * offsets it picks (events split and merged, as TCP reads may).
+ * offsets it picks from where each event ends (events split and merged, as
+ * TCP reads may).
  */
-function decode(events: string[], cut?: (length: number) => number[]): { events: StreamEvent[]; error?: unknown } {
+function decode(events: string[], cut?: (ends: number[]) => number[]): { events: StreamEvent[]; error?: unknown; chunks: number } {
   const d = new OpenAiAdapter({ model: 'm' }).decoder();
   const out: StreamEvent[] = [];
   let chunks = events.map((e) => Buffer.from(e));
   if (cut) {
     const all = Buffer.concat(chunks);
-    const at = [0, ...cut(all.length).sort((a, b) => a - b), all.length];
-    chunks = at.slice(1).map((end, i) => all.subarray(at[i], end));
+    let end = 0;
+    const ends = chunks.map((c) => (end += c.length));
+    const at = [...new Set([0, ...cut(ends), all.length])].sort((a, b) => a - b);
+    chunks = at.slice(1).map((e, i) => all.subarray(at[i], e));
   }
   try {
     for (const c of chunks) d.push(c, out);
     d.end(out);
   } catch (error) {
-    return { events: out, error };
+    return { events: out, error, chunks: chunks.length };
   }
-  return { events: out };
+  return { events: out, chunks: chunks.length };
 }
 
 /** What reading each chunk whole gives: the text of choices[0].delta.content, the end at [DONE]. */
@@ -193,9 +212,15 @@ t.test('OpenAI decoder: chunks read through the template give what parsing each 
   const splits = countSplits();
   t.teardown(splits.restore);
   // One event per chunk (most read from their bytes), and the same bytes cut elsewhere.
-  const cuts = [undefined, (n: number) => Array.from({ length: 1 + Math.floor(rand() * 8) }, () => Math.floor(rand() * n))];
-  for (let round = 0; round < 600; round++) {
-    const cut = cuts[round % 2];
+  const cuts = [
+    undefined,
+    // Anywhere: events split and merged.
+    (ends: number[]) => Array.from({ length: 1 + Math.floor(rand() * 8) }, () => Math.floor(rand() * ends.at(-1)!)),
+    // Between events only: one to three whole events a chunk.
+    (ends: number[]) => ends.filter(() => rand() < 0.5),
+  ];
+  for (let round = 0; round < 900; round++) {
+    const cut = cuts[round % 3];
     const datas: string[] = [chunk('').replace('"delta":{', '"delta":{"role":"assistant",')];
     const n = 1 + Math.floor(rand() * 12);
     for (let i = 0; i < n; i++) {
@@ -215,7 +240,7 @@ t.test('OpenAI decoder: chunks read through the template give what parsing each 
     const want = reference(datas);
     const before = splits.count;
     const parses = countParses(() => decode(datas.map((d) => `data: ${d}\n\n`), cut));
-    if (cut === undefined && splits.count - before < datas.length) byteStreams++;
+    if (cut !== cuts[1] && splits.count - before < parses.result.chunks) byteStreams++;
     const got = parses.result;
     const texts = got.events.flatMap((e) => (e.type === 'text' ? [e.text] : []));
     if (parses.count < datas.length - 1) fastStreams++;
@@ -231,8 +256,8 @@ t.test('OpenAI decoder: chunks read through the template give what parsing each 
     }
     t.same(texts, want.texts, `round ${round}: same texts`);
   }
-  t.ok(fastStreams > 200, `most streams skipped JSON.parse for some chunks (${fastStreams} of 600)`);
-  t.ok(byteStreams > 100, `most streams of one event per chunk read some chunks from their bytes (${byteStreams} of 300)`);
+  t.ok(fastStreams > 300, `most streams skipped JSON.parse for some chunks (${fastStreams} of 900)`);
+  t.ok(byteStreams > 300, `most streams of whole events per chunk read some chunks from their bytes (${byteStreams} of 600)`);
 });
 
 t.test('OpenAI decoder: a plain stream parses two chunks whole, whatever its length', async (t) => {
