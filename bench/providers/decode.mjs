@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { median } from '../sidecar/lib.mjs';
-import { openAiChunks, replyTokens } from './lib.mjs';
+import { openAiChunks, positiveInt, replyTokens } from './lib.mjs';
 
 const HELP = `Usage: node bench/providers/decode.mjs [options]
 
@@ -37,15 +37,9 @@ const { values: opt } = parseArgs({
   strict: true,
 });
 if (opt.help) { process.stdout.write(HELP); process.exit(0); }
-const TOKENS = positive(opt.tokens, '--tokens');
-const REPLIES = positive(opt.replies, '--replies');
-const ROUNDS = positive(opt.rounds, '--rounds');
-
-function positive(v, name) {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) { console.error(`${name} must be an integer >= 1`); process.exit(2); }
-  return n;
-}
+const TOKENS = positiveInt(opt.tokens, '--tokens');
+const REPLIES = positiveInt(opt.replies, '--replies');
+const ROUNDS = positiveInt(opt.rounds, '--rounds');
 
 // The reply as the mock upstream streams it with include_usage (as npcd asks), one Buffer per write.
 const c = openAiChunks({ id: 'chatcmpl-bench0', created: 1700000000, model: 'bench-model', usage: true });

@@ -42,6 +42,13 @@ export function openAiChunks({ id, created, model, usage }) {
   };
 }
 
+/** A command-line option that must be an integer >= 1; exits with status 2 otherwise. */
+export function positiveInt(s, name) {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1) { console.error(`${name} must be a positive integer`); process.exit(2); }
+  return n;
+}
+
 export function isLoopback(host) {
   const h = host.replace(/^\[|\]$/g, '');
   return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);

@@ -4,7 +4,7 @@
 
 import http from 'node:http';
 import { parseArgs } from 'node:util';
-import { isLoopback, openAiChunks, replyTokens } from './lib.mjs';
+import { isLoopback, openAiChunks, positiveInt, replyTokens } from './lib.mjs';
 
 const HELP = `Usage: node bench/providers/upstream.mjs [options]
 
@@ -170,12 +170,6 @@ function sendJson(res, status, value) {
   const text = JSON.stringify(value);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
-}
-
-function positiveInt(s, name) {
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < 1) { console.error(`${name} must be a positive integer`); process.exit(2); }
-  return n;
 }
 
 function nonNegative(s, name) {

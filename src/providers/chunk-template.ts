@@ -24,6 +24,8 @@
  * chunk to a string, only of the text.
  */
 
+import { asBuffer } from './chunks.js';
+
 /** Stands in for the text when a template is checked. */
 const PROBE = '\u0000npcd-template-probe';
 /** Chunks a stream may try to learn from: one whose chunks differ in more than the text stops trying. */
@@ -84,7 +86,7 @@ export class ChunkTemplate {
     const head = this.#head;
     const tail = this.#tail;
     if (!head || !tail) return false;
-    const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const buf = asBuffer(bytes);
     const n = buf.length;
     const before = texts.length;
     let at = 0;

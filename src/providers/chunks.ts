@@ -37,3 +37,8 @@ export async function* decodeChunks<T>(
 export function empty(array: unknown[]): void {
   while (array.length > 0) array.pop();
 }
+
+/** `chunk` as a Buffer over the same memory (no copy): the readers compare and decode with Buffer's methods. */
+export function asBuffer(chunk: Uint8Array): Buffer {
+  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}

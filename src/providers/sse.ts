@@ -11,7 +11,7 @@
  * buffer without limit.
  */
 import { UpstreamError } from './api.js';
-import { decodeChunks, empty } from './chunks.js';
+import { asBuffer, decodeChunks, empty } from './chunks.js';
 
 /** Default bound on one line and on one event (its lines, without line ends), in UTF-8 bytes. */
 export const DEFAULT_MAX_EVENT_BYTES = 1024 * 1024;
@@ -79,7 +79,7 @@ export class SseDecoder {
   }
 
   push(chunk: Uint8Array, out: SseEvent[]): void {
-    let buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    let buf = asBuffer(chunk);
     if (buf.length === 0) return;
     if (this.#rest) {
       buf = Buffer.concat([this.#rest, buf]);
