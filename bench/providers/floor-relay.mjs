@@ -10,6 +10,13 @@
 // sessions, no SSE parsing, no re-encoding, no metrics, no limits. Whatever
 // npcd costs above it is npcd's own work. See bench/README.md ("Streaming
 // relay overhead").
+//
+// With --read it is the least a relay that reads every token can cost: each
+// event of the upstream's stream is parsed (JSON.parse) and sent on as an
+// OpenAI chunk of the relay's own (its own id, the content, finish reason and
+// usage re-encoded with JSON.stringify), still in one corked write per
+// upstream chunk. What npcd costs above that is its sessions, turns, memory
+// and metrics rather than reading and writing tokens.
 
 import { parseArgs } from 'node:util';
 import uWS from 'uWebSockets.js';
@@ -22,6 +29,7 @@ const HELP = `Usage: node bench/providers/floor-relay.mjs --upstream URL [option
   --host ADDR        loopback address to listen on (default 127.0.0.1)
   --port PORT        port (default 0: a free port; "listening on PORT" is printed)
   --connections N    upstream connections (default 256)
+  --read             read every event and send it on re-encoded, instead of copying bytes
   -h, --help
 
 Route: POST /v1/chat/completions. The request body must be JSON; it goes
@@ -35,6 +43,7 @@ const { values: opt } = parseArgs({
     host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string', default: '0' },
     connections: { type: 'string', default: '256' },
+    read: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
@@ -57,8 +66,43 @@ const pool = new Pool(upstream.origin, {
 const path = `${upstream.pathname.replace(/\/+$/, '')}/chat/completions`;
 const headers = { 'content-type': 'application/json' };
 
+let served = 0;
+
+/**
+ * --read: takes the upstream's body chunk by chunk and returns the events
+ * that completed in it, each parsed and re-encoded as this relay's own
+ * OpenAI chunk ('' when none completed).
+ */
+class EventReader {
+  #rest = '';
+  #decoder = new TextDecoder();
+  #head = `{"id":"chatcmpl-floor-${++served}","object":"chat.completion.chunk","created":${Math.floor(Date.now() / 1000)},"model":"bench-model","system_fingerprint":null,"choices":`;
+
+  read(chunk) {
+    let text = this.#rest + this.#decoder.decode(chunk, { stream: true });
+    let out = '';
+    for (let end = text.indexOf('\n\n'); end >= 0; end = text.indexOf('\n\n')) {
+      const event = text.slice(0, end);
+      text = text.slice(end + 2);
+      if (!event.startsWith('data:')) continue;
+      const data = event.slice(5).trim();
+      out += data === '[DONE]' ? 'data: [DONE]\n\n' : this.#encode(JSON.parse(data));
+    }
+    this.#rest = text;
+    return out;
+  }
+
+  #encode(chunk) {
+    const usage = chunk.usage === undefined ? '' : `,"usage":${JSON.stringify(chunk.usage)}`;
+    const choice = chunk.choices?.[0];
+    if (choice === undefined) return `data: ${this.#head}[]${usage}}\n\n`;
+    const delta = typeof choice.delta?.content === 'string' ? `{"content":${JSON.stringify(choice.delta.content)}}` : '{}';
+    return `data: ${this.#head}[{"index":0,"delta":${delta},"logprobs":null,"finish_reason":${JSON.stringify(choice.finish_reason ?? null)}}]${usage}}\n\n`;
+  }
+}
+
 function relay(res, body) {
-  const state = { aborted: false, started: false, controller: undefined };
+  const state = { aborted: false, started: false, controller: undefined, reader: opt.read ? new EventReader() : undefined };
   res.onAborted(() => {
     state.aborted = true;
     state.controller?.abort();
@@ -72,12 +116,14 @@ function relay(res, body) {
     },
     onResponseData(_controller, chunk) {
       if (state.aborted) return;
+      const out = state.reader ? state.reader.read(chunk) : chunk;
+      if (out.length === 0) return;
       res.cork(() => {
         if (!state.started) {
           state.started = true;
           res.writeStatus('200 OK').writeHeader('Content-Type', 'text/event-stream; charset=utf-8');
         }
-        res.write(chunk);
+        res.write(out);
       });
     },
     onResponseEnd() {

@@ -55,9 +55,9 @@ export function npcdServeArgs({ port, upBase, tokens, connections, extra = [] })
     '--max-reply-tokens', String(Math.max(256, tokens)), '--upstream-connections', String(connections), ...extra];
 }
 
-/** `node` arguments of the floor relay (floor-relay.mjs) in front of `upBase`. */
-export function floorArgs({ port, upBase, connections }) {
-  return [join(HERE, 'floor-relay.mjs'), '--port', String(port), '--upstream', upBase, '--connections', String(connections)];
+/** `node` arguments of the floor relay (floor-relay.mjs) in front of `upBase`; `read`: its --read mode. */
+export function floorArgs({ port, upBase, connections, read = false }) {
+  return [join(HERE, 'floor-relay.mjs'), '--port', String(port), '--upstream', upBase, '--connections', String(connections), ...(read ? ['--read'] : [])];
 }
 
 /**

@@ -24,7 +24,8 @@ the machine at the same moments, their CPU per token can be compared more
 finely than in runs one after the other.
 
   --a SPEC, --b SPEC     a relay: "npcd", "npcd:FLAGS" (extra flags for npcd serve, split on
-                         spaces) or "floor" (floor-relay.mjs)  (default: npcd and floor)
+                         spaces), "floor" (floor-relay.mjs) or "floor:read" (floor-relay.mjs
+                         --read, which parses and re-encodes every event)  (default: npcd and floor)
   --a-root DIR           the npcd checkout A runs from (default: this one); --b-root likewise
   --a-max-tokens N       the clients of A ask for replies of N tokens (max_tokens; default: the
                          upstream's full --tokens); --b-max-tokens likewise
@@ -89,9 +90,9 @@ function relaySpec(side) {
   const spec = opt[side];
   const maxTokens = opt[`${side}-max-tokens`] === undefined ? TOKENS : Number(opt[`${side}-max-tokens`]);
   if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > TOKENS) die(`--${side}-max-tokens: 1..--tokens`);
-  if (spec === 'floor') return { side, kind: 'floor', label: 'floor', maxTokens };
+  if (spec === 'floor' || spec === 'floor:read') return { side, kind: 'floor', label: spec, read: spec === 'floor:read', maxTokens };
   const m = /^npcd(?::(.*))?$/.exec(spec);
-  if (!m) die(`--${side}: "npcd", "npcd:FLAGS" or "floor"`);
+  if (!m) die(`--${side}: "npcd", "npcd:FLAGS", "floor" or "floor:read"`);
   const root = opt[`${side}-root`];
   if (!existsSync(join(root, 'dist', 'cli.js'))) die(`${root}/dist/cli.js not found (npm run build there first)`);
   return { side, kind: 'npcd', label: spec, root, flags: (m[1] ?? '').split(' ').filter(Boolean), maxTokens };
@@ -107,7 +108,7 @@ async function startRelay(s, upBase, round) {
   const port = await freePort();
   const name = `${s.side}-round${round}`;
   if (s.kind === 'floor') {
-    const child = children.start(name, process.execPath, floorArgs({ port, upBase, connections: C + 16 }));
+    const child = children.start(name, process.execPath, floorArgs({ port, upBase, connections: C + 16, read: s.read }));
     if (!(await waitPort(child, port, 10))) throw new Error(`floor-relay did not start; see ${LOGS}/${name}.log`);
     return { child, url: `http://127.0.0.1:${port}/v1/chat/completions`, model: 'bench-model' };
   }

@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Test } from 'tap';
 import { testServer } from '../helpers/server.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -29,9 +30,9 @@ t.test('ws-load drives a real server for a short run without errors or anomalies
   t.equal(result.connectionFailures, 0, 'no connection failures');
 });
 
-t.test('side-by-side loads two floor relays at once and reports both, without errors', async (t) => {
+t.test('side-by-side loads two floor relays at once (one reading every event) and reports both, without errors', async (t) => {
   const out = join(mkdtempSync(join(tmpdir(), 'npcd-sbs-')), 'result.json');
-  const child = spawn(process.execPath, ['bench/providers/side-by-side.mjs', '--a', 'floor', '--b', 'floor', '--b-max-tokens', '4',
+  const child = spawn(process.execPath, ['bench/providers/side-by-side.mjs', '--a', 'floor', '--b', 'floor:read', '--b-max-tokens', '4',
     '--rounds', '2', '--duration', '1', '--warmup', '0', '--concurrency', '4', '--tokens', '8', '--interval', '5', '--ttft', '5', '--out', out], { cwd: root });
   let stdout = '';
   let stderr = '';
@@ -50,6 +51,49 @@ t.test('side-by-side loads two floor relays at once and reports both, without er
       t.ok(r[side].tokens > 0 && Number.isFinite(r[side].cpuMsPer1kTokens), `${side}: CPU per token measured`);
     }
   }
+});
+
+/** Starts a bench script that prints "listening on PORT"; the child is killed at the end of the test. */
+async function listening(t: Test, args: string[]): Promise<number> {
+  const child = spawn(process.execPath, [...args, '--port', '0'], { cwd: root });
+  t.teardown(() => child.kill());
+  let out = '';
+  return new Promise((resolve, reject) => {
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /listening on (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.on('exit', (code) => reject(new Error(`${args[0]} exited with ${code}`)));
+  });
+}
+
+t.test('the reading floor relay sends every event on as its own OpenAI chunk', async (t) => {
+  const up = await listening(t, ['bench/providers/upstream.mjs', '--tokens', '5', '--interval', '1', '--ttft', '1']);
+  const port = await listening(t, ['bench/providers/floor-relay.mjs', '--read', '--upstream', `http://127.0.0.1:${up}/v1`]);
+  type Chunk = { id: string; choices: Array<{ delta: { content?: string }; finish_reason: string | null }>; usage?: { completion_tokens: number } };
+  const stream = async (port: number): Promise<Chunk[]> => {
+    const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'bench-model', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    t.equal(res.status, 200);
+    const events = (await res.text()).split('\n\n').filter(Boolean);
+    t.equal(events.at(-1), 'data: [DONE]');
+    return events.slice(0, -1).map((e) => {
+      t.match(e, /^data: /);
+      return JSON.parse(e.slice(6)) as Chunk;
+    });
+  };
+  const text = (chunks: Chunk[]) => chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
+  const direct = await stream(up);
+  const chunks = await stream(port);
+  t.ok(chunks.every((c) => /^chatcmpl-floor-\d+$/.test(c.id)), 'the relay\'s own id on every chunk');
+  t.equal(text(chunks), text(direct), 'the upstream\'s text');
+  t.equal(chunks.length, direct.length, 'an event for each of the upstream\'s');
+  t.same(chunks.map((c) => c.choices[0]?.finish_reason).filter(Boolean), ['stop']);
+  t.equal(chunks.at(-1)!.usage?.completion_tokens, 5);
 });
 
 t.test('the decode bench decodes the mock upstream\'s reply with the built adapter and reports per chunk', async (t) => {
