@@ -61,6 +61,12 @@ interface SessionIndex {
   lastId: number;
   /** Catching up with the store (one at a time per session). */
   loading: Promise<void> | undefined;
+  /**
+   * The last message recalled for and its vector: remember() takes the
+   * vector for that text instead of embedding it again (the turn's message
+   * is recalled for first, then remembered).
+   */
+  query: { readonly text: string; readonly vector: Float32Array } | undefined;
 }
 
 export class MemoryRecall {
@@ -86,7 +92,9 @@ export class MemoryRecall {
   async recall(session: string, character: string, text: string, exclude: ReadonlySet<string>, signal?: AbortSignal): Promise<Recalled[]> {
     if (this.options.k <= 0 || text.trim() === '') return [];
     const [[query], entry] = await Promise.all([this.embedder.embed([text], signal), this.caughtUp(session)]);
-    if (!query || entry.index.size === 0) return [];
+    if (!query) return [];
+    entry.query = { text, vector: query };
+    if (entry.index.size === 0) return [];
     // Asks for more than k: some hits belong to other characters or to turns already in the prompt.
     // When those fill every hit asked for, asks again for more: the best match is never missed.
     let want = Math.min(entry.index.size, this.options.k * 4 + exclude.size);
@@ -111,11 +119,14 @@ export class MemoryRecall {
     }
   }
 
-  /** Embeds and stores what a turn leaves to remember; the session's index, when held, takes them at once. */
+  /**
+   * Embeds and stores what a turn leaves to remember; the session's index,
+   * when held, takes them at once. The text last recalled for in the session
+   * (the turn's message) is not embedded again.
+   */
   async remember(session: string, items: readonly Remembered[], ttlS: number, signal?: AbortSignal): Promise<Memory[]> {
-    const texts = items.map((i) => i.text);
-    if (texts.length === 0) return [];
-    const vectors = await this.embedder.embed(texts, signal);
+    if (items.length === 0) return [];
+    const vectors = await this.vectorsOf(this.indexes.get(session), items.map((i) => i.text), signal);
     const at = Date.now();
     const fresh: NewMemory[] = items.map((item, i) => ({ ...item, at, vector: vectors[i]! }));
     const stored = await this.store.addMemories(session, fresh, this.options.maxMemories, ttlS);
@@ -131,6 +142,17 @@ export class MemoryRecall {
     return stored;
   }
 
+  /** The vectors of `texts`: the session's last query's where the text is the same, embedded otherwise. */
+  private async vectorsOf(entry: SessionIndex | undefined, texts: string[], signal: AbortSignal | undefined): Promise<Float32Array[]> {
+    const query = entry?.query;
+    if (entry) entry.query = undefined;
+    if (!query || !texts.includes(query.text)) return this.embedder.embed(texts, signal);
+    const rest = texts.filter((t) => t !== query.text);
+    const embedded = rest.length > 0 ? await this.embedder.embed(rest, signal) : [];
+    let next = 0;
+    return texts.map((t) => (t === query.text ? query.vector : embedded[next++]!));
+  }
+
   /** Drops the session's index (it is idle); the next recall rebuilds it from the store. */
   drop(session: string): void {
     this.indexes.delete(session);
@@ -144,7 +166,7 @@ export class MemoryRecall {
       this.indexes.delete(session);
       this.indexes.set(session, entry);
     } else {
-      entry = { index: createVectorIndex({ kind: 'flat', metric: 'cosine', dim: this.embedder.dim }, this.vectors), memories: new Map(), lastId: 0, loading: undefined };
+      entry = { index: createVectorIndex({ kind: 'flat', metric: 'cosine', dim: this.embedder.dim }, this.vectors), memories: new Map(), lastId: 0, loading: undefined, query: undefined };
       this.indexes.set(session, entry);
       while (this.indexes.size > this.options.maxIndexes) this.indexes.delete(this.indexes.keys().next().value!);
     }

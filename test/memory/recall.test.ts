@@ -327,6 +327,36 @@ for (const backend of BACKENDS) {
     t.equal(recall.indexedSessions, 1);
     t.ok(calls > 0);
   });
+
+  t.test(`[${name}] the message recalled for is not embedded again when the turn is remembered`, async (t) => {
+    const embedded: string[][] = [];
+    const counting: Embedder = { name: 'counting', dim: glove.dim, init: async () => {}, close: async () => {}, embed: (x, s) => (embedded.push([...x]), glove.embed(x, s)) };
+    const { store, recall } = setup(t, backend, { k: 10, minScore: -1 }, counting);
+    await rememberAll(recall, 's1', [DRAGON]);
+    embedded.length = 0;
+    await recall.recall('s1', 'mara', ASK_DRAGON, NONE);
+    await recall.remember('s1', [item(ASK_DRAGON, 't2'), item(PRINCESS, 't2')], TTL_S);
+    t.same(embedded, [[ASK_DRAGON], [PRINCESS]], 'the message once, for recall; then the reply alone');
+    const [asked] = await glove.embed([ASK_DRAGON]);
+    const stored = await store.memories('s1', 0);
+    t.same(stored.map((m) => m.text), [DRAGON, ASK_DRAGON, PRINCESS]);
+    t.same([...stored[1]!.vector], [...asked!], 'the message is stored with its own vector');
+    t.equal((await recall.recall('s1', 'mara', ASK_DRAGON, NONE))[0]?.text, ASK_DRAGON, 'and found by it');
+
+    // Once, and only for the same text.
+    embedded.length = 0;
+    await recall.remember('s1', [item(ASK_DRAGON, 't3')], TTL_S);
+    await recall.remember('s1', [item(ASK_DRAGON, 't4')], TTL_S);
+    await recall.recall('s1', 'mara', ASK_LUTE, NONE);
+    await recall.remember('s1', [item(ASK_SNOW, 't5'), item(LUTE, 't5')], TTL_S);
+    t.same(embedded, [[ASK_DRAGON], [ASK_LUTE], [ASK_SNOW, LUTE]], 'the last recall\'s vector taken once; then embedded again; another text embedded');
+    // A message that is the whole of what is remembered embeds nothing more.
+    embedded.length = 0;
+    await recall.recall('s1', 'mara', ASK_BANDITS, NONE);
+    await recall.remember('s1', [item(ASK_BANDITS, 't5')], TTL_S);
+    t.same(embedded, [[ASK_BANDITS]]);
+    t.equal((await store.memories('s1', 0)).length, 8);
+  });
 }
 
 // ---- through the server ------------------------------------------------------
