@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { NpcdError } from '../../src/errors.js';
-import { scanTokens } from '../../src/memory/embed/features.js';
+import { FeatureHasher, scanTokens } from '../../src/memory/embed/features.js';
 import { GloveEmbedder } from '../../src/memory/embed/glove.js';
 import { HashEmbedder } from '../../src/memory/embed/hash.js';
 import { createEmbedder, type Embedder } from '../../src/memory/embed/index.js';
@@ -112,6 +112,29 @@ t.test('ASCII text takes a fast path that gives exactly the tokens of the genera
     }
   }
   t.equal(differing, 0, '2,000 random ASCII texts: the same tokens on both paths');
+});
+
+t.test('a word\'s trigrams are hashed from its code units as if from the strings of "<word>"', async (t) => {
+  const SEED_WORD = 0x811c9dc5;
+  const SEED_TRIGRAM = 0x2545f491;
+  // The definition: the word's own feature, then each 3-code-unit slice of "<word>" sharing 0.8 × weight.
+  const bySlices = (word: string, weight: number, dim: number) => {
+    const out = new Float32Array(dim + 3);
+    const h = new FeatureHasher(out, 3, dim);
+    h.add(word, SEED_WORD, weight);
+    const padded = `<${word}>`;
+    const n = padded.length - 2;
+    for (let i = 0; i < n; i++) h.add(padded.slice(i, i + 3), SEED_TRIGRAM, (0.8 * weight) / Math.sqrt(n));
+    return out;
+  };
+  const words = ['a', 'ab', 'abc', 'lantern', "mara's", 'café', 'naïve', '日本語', 'x😀y', '😀', 'straße', 'ĳ', '1999', 'a'.repeat(300)];
+  for (const word of words) {
+    for (const dim of [7, 156, 4096]) {
+      const out = new Float32Array(dim + 3);
+      new FeatureHasher(out, 3, dim).word(word, 0.6);
+      t.same(Array.from(out), Array.from(bySlices(word, 0.6, dim)), `${JSON.stringify(word.slice(0, 12))}, dim ${dim}`);
+    }
+  }
 });
 
 t.test('a damaged, truncated, foreign or missing file is refused with a clear error', async (t) => {

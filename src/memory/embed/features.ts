@@ -151,6 +151,9 @@ const SEED_CHARACTER = 0x9e3779b9;
 const SEED_BIGRAM = 0x68e31da4;
 const SEED_SYMBOL = 0x1b873593;
 
+/** FNV-1a's 32-bit prime (fnv1a in src/text/random.ts). */
+const FNV_PRIME = 0x01000193;
+
 /** Weight of a word's trigrams together, relative to its own feature. */
 const TRIGRAM_WEIGHT = 0.8;
 /** Weight of a character bigram, relative to a single character. */
@@ -179,19 +182,35 @@ export class FeatureHasher {
   ) {}
 
   add(feature: string, seed: number, weight: number): void {
-    const h = fmix32(fnv1a(feature, seed));
+    this.#put(fnv1a(feature, seed), weight);
+  }
+
+  /** Adds ±weight where the feature whose FNV-1a hash is `hash` lands. */
+  #put(hash: number, weight: number): void {
+    const h = fmix32(hash);
     const sign = h & 0x8000_0000 ? -weight : weight;
     const i = this.offset + ((h & 0x7fff_ffff) % this.dim);
     this.out[i] = this.out[i]! + sign;
   }
 
-  /** A word: its own feature with `weight`, and its trigrams sharing TRIGRAM_WEIGHT × weight. */
+  /**
+   * A word: its own feature with `weight`, and its trigrams sharing
+   * TRIGRAM_WEIGHT × weight. The trigrams are those of "<word>", hashed from
+   * the word's code units without building their strings.
+   */
   word(word: string, weight: number): void {
     this.add(word, SEED_WORD, weight);
-    const padded = `<${word}>`;
-    const n = padded.length - 2;
+    const n = word.length;
     const each = (TRIGRAM_WEIGHT * weight) / Math.sqrt(n);
-    for (let i = 0; i < n; i++) this.add(padded.slice(i, i + 3), SEED_TRIGRAM, each);
+    // Code unit k of "<word>": "<", the word's, ">".
+    let a = 0x3c;
+    let b = word.charCodeAt(0);
+    for (let k = 2; k <= n + 1; k++) {
+      const c = k <= n ? word.charCodeAt(k - 1) : 0x3e;
+      this.#put(Math.imul(Math.imul(Math.imul(SEED_TRIGRAM ^ a, FNV_PRIME) ^ b, FNV_PRIME) ^ c, FNV_PRIME) >>> 0, each);
+      a = b;
+      b = c;
+    }
   }
 
   /** A run of a character script: each character (frequent ones skipped) and each bigram. Returns the number of characters. */
