@@ -1,10 +1,13 @@
 /** Deterministic 32-bit hashing and a seeded PRNG (mulberry32), for reproducible replies. */
 
+/** FNV-1a's 32-bit prime: each code unit is XORed in, then the hash multiplied by it. */
+export const FNV_PRIME = 0x01000193;
+
 export function fnv1a(text: string, seed = 0x811c9dc5): number {
   let h = seed >>> 0;
   for (let i = 0; i < text.length; i++) {
     h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
+    h = Math.imul(h, FNV_PRIME);
   }
   return h >>> 0;
 }

@@ -17,7 +17,7 @@
  * feature and its character trigrams (with "<" and ">" marking its ends), so
  * "Eldorian" still shares most of its features with "Eldoria".
  */
-import { fnv1a } from '../../text/random.js';
+import { fnv1a, FNV_PRIME } from '../../text/random.js';
 
 /** Scripts whose words are not separated by spaces: embedded as characters. */
 const CHARACTER_SCRIPTS = '\\p{Script=Han}\\p{Script=Hiragana}\\p{Script=Katakana}\\p{Script=Thai}\\p{Script=Lao}\\p{Script=Khmer}\\p{Script=Myanmar}';
@@ -150,9 +150,6 @@ const SEED_TRIGRAM = 0x2545f491;
 const SEED_CHARACTER = 0x9e3779b9;
 const SEED_BIGRAM = 0x68e31da4;
 const SEED_SYMBOL = 0x1b873593;
-
-/** FNV-1a's 32-bit prime (fnv1a in src/text/random.ts). */
-const FNV_PRIME = 0x01000193;
 
 /** Weight of a word's trigrams together, relative to its own feature. */
 const TRIGRAM_WEIGHT = 0.8;
