@@ -82,14 +82,35 @@ function optionalCount(obj: Fields, name: string): number | undefined {
   return v;
 }
 
-/** The user's chat text: a non-blank string within the configured length. */
+/**
+ * How many characters (Unicode code points) `text` has when that is more
+ * than `max`; undefined when it is within `max`. A surrogate pair (an emoji,
+ * a rare CJK character) counts as one character, as its writer sees it; a
+ * lone surrogate counts as one too.
+ */
+export function charsOver(text: string, max: number): number | undefined {
+  // A string never has more code points than UTF-16 code units.
+  if (text.length <= max) return undefined;
+  let chars = 0;
+  for (let i = 0; i < text.length; i++, chars++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const d = text.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) i++;
+    }
+  }
+  return chars > max ? chars : undefined;
+}
+
+/** The user's chat text: a non-blank string within the configured length (in characters). */
 export function requireChatText(obj: Fields, name: string, maxChars: number): string {
   const v = ownField(obj, name);
   if (v === undefined || v === null) throw missing(name);
   if (typeof v !== 'string') throw invalid(name, 'must be a string');
   if (v.trim().length === 0) throw invalid(name, 'must not be blank');
-  if (v.length > maxChars) {
-    throw new NpcdError('ERR_CHAT_TEXT_TOO_LONG', `message is ${v.length} characters; the limit is ${maxChars}`, {
+  const chars = charsOver(v, maxChars);
+  if (chars !== undefined) {
+    throw new NpcdError('ERR_CHAT_TEXT_TOO_LONG', `message is ${chars} characters; the limit is ${maxChars}`, {
       detail: { field: name, limit: maxChars },
     });
   }

@@ -10,7 +10,7 @@ import type { ClientMessages } from '../dialogue/prompt.js';
 import type { Sampling } from '../dialogue/turn.js';
 import { NpcdError } from '../errors.js';
 import type { ChatMessage } from '../providers/types.js';
-import { type Fields, isRecord, MAX_CHARACTER_REF_LENGTH, optionalSessionId, ownField, SESSION_ID_RE } from '../protocol/validate.js';
+import { charsOver, type Fields, isRecord, MAX_CHARACTER_REF_LENGTH, optionalSessionId, ownField, SESSION_ID_RE } from '../protocol/validate.js';
 
 /** Messages accepted in one request (the body size limit bounds them too). */
 export const MAX_MESSAGES = 10_000;
@@ -167,8 +167,9 @@ function parseMessages(body: Fields, limits: CompletionLimits): ParsedMessages {
   const { message: turn, index } = kept[last]!;
   const field = `messages[${index}].content`;
   if (turn.content.trim().length === 0) throw invalid(field, 'must not be blank (it is the message of this turn)');
-  if (turn.content.length > limits.maxMessageChars) {
-    throw new NpcdError('ERR_CHAT_TEXT_TOO_LONG', `the last user message is ${turn.content.length} characters; the limit is ${limits.maxMessageChars}`, {
+  const chars = charsOver(turn.content, limits.maxMessageChars);
+  if (chars !== undefined) {
+    throw new NpcdError('ERR_CHAT_TEXT_TOO_LONG', `the last user message is ${chars} characters; the limit is ${limits.maxMessageChars}`, {
       detail: { field, limit: limits.maxMessageChars },
     });
   }

@@ -3,6 +3,7 @@ import { NpcdError } from '../../src/errors.js';
 import { codecs } from '../helpers/codecs.js';
 import {
   asMap,
+  charsOver,
   MAX_CHARACTER_REF_LENGTH,
   MAX_ID_LENGTH,
   optionalBoolean,
@@ -165,4 +166,24 @@ t.test('helpers used by HTTP bodies', async (t) => {
   t.equal(requireChatText({ message: 'hi' }, 'message', 2), 'hi');
   t.throws(() => requireChatText({ message: 'hi!' }, 'message', 2), { code: 'ERR_CHAT_TEXT_TOO_LONG', message: 'message is 3 characters; the limit is 2', detail: { field: 'message', limit: 2 } });
   t.throws(() => requireChatText({}, 'message', 2), { code: 'ERR_PROTOCOL_MISSING_FIELD', message: 'missing field "message"' });
+});
+
+t.test('message length limits count characters (code points), not UTF-16 code units', async (t) => {
+  // 😀 and 𠀀 are two code units each; é and 剑 one.
+  t.equal(charsOver('😀😀😀', 3), undefined, 'three emoji are three characters');
+  t.equal(charsOver('😀😀😀😀', 3), 4);
+  t.equal(charsOver('𠀀剑é😀', 4), undefined);
+  t.equal(charsOver('𠀀剑é😀x', 4), 5);
+  t.equal(charsOver('abcd', 3), 4);
+  t.equal(charsOver('abc', 3), undefined);
+  // Lone surrogates count one each, and a high one at the end is not read past.
+  t.equal(charsOver('\uD83D\uD83Dab', 3), 4, 'two lone high surrogates, then two letters');
+  t.equal(charsOver('\uDE00\uD83D\uDE00\uD83D', 2), 3, 'lone low, a pair, lone high at the end');
+  t.equal(requireChatText({ message: '😀'.repeat(20) }, 'message', 20), '😀'.repeat(20), '20 emoji pass a limit of 20 (40 code units)');
+  t.throws(() => requireChatText({ message: '😀'.repeat(21) }, 'message', 20), {
+    code: 'ERR_CHAT_TEXT_TOO_LONG',
+    message: 'message is 21 characters; the limit is 20',
+    detail: { field: 'message', limit: 20 },
+  });
+  expectError(t, { t: 'chat', id: 'm', character: 'c', text: '剑'.repeat(10) + '😀'.repeat(11) }, 'ERR_CHAT_TEXT_TOO_LONG', 'message is 21 characters; the limit is 20', { field: 'text', limit: 20 });
 });

@@ -37,6 +37,24 @@ t.test('the turn is the last user message; the rest is split around it', async (
   t.same(req.sampling, {});
 });
 
+t.test('the length limit counts characters of the last user message, emoji as one', async (t) => {
+  const limits = { maxMessageChars: 10 };
+  const ok = parseCompletionRequest({ model: 'station-ai', messages: [{ role: 'user', content: '😀'.repeat(10) }] }, limits);
+  t.equal(ok.text, '😀'.repeat(10), '10 emoji (20 UTF-16 code units) are within 10 characters');
+  let err: unknown;
+  try {
+    parseCompletionRequest({ model: 'station-ai', messages: [{ role: 'user', content: '😀'.repeat(11) }] }, limits);
+  } catch (e) {
+    err = e;
+  }
+  t.ok(err instanceof NpcdError);
+  t.match(err, {
+    code: 'ERR_CHAT_TEXT_TOO_LONG',
+    message: 'the last user message is 11 characters; the limit is 10',
+    detail: { field: 'messages[0].content', limit: 10 },
+  });
+});
+
 t.test('options', async (t) => {
   const base = { model: 'x', messages: [{ role: 'user', content: 'hi' }] };
   const req = parseCompletionRequest({ ...base, stop: ['a', '', 'a', 'b'], max_tokens: 10, temperature: 0, top_p: 1, seed: -1, stream: true, stream_options: { include_usage: true }, user: 'u' }, LIMITS);
