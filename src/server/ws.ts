@@ -70,6 +70,10 @@ export class Connection {
   paused = false;
   closed = false;
   private flushScheduled = false;
+  /** Frames the session logged since the scheduled flush was set (see deliver). */
+  private unflushed = 0;
+  /** Frames a burst may log before they are sent without waiting for the flush: half the replay log. */
+  private burstFrames = 1;
   closeReason: CloseReason = 'client';
   lastSeen = Date.now();
   /** Frames received while `hello` is being processed; undefined when no hello is pending. */
@@ -111,6 +115,7 @@ export class Connection {
   attach(session: Session, cursor: number): void {
     this.session = session;
     this.cursor = cursor;
+    this.burstFrames = Math.max(1, Math.floor(session.log.capacity / 2));
     session.owner = this;
     this.unsubscribe = session.subscribe(() => this.deliver());
   }
@@ -129,11 +134,21 @@ export class Connection {
    * event-loop turn, so frames produced together (a burst of tokens) leave
    * in one corked write instead of one syscall each; the frames themselves
    * are read from the replay log, which is also what catch-up after
-   * backpressure and resume use.
+   * backpressure and resume use. A burst of half the log's size is sent at
+   * once: a provider that hands over more frames than the log holds within
+   * one turn would otherwise push the first of them out of the log before
+   * this connection, keeping up, had them.
    */
   private deliver(): void {
-    if (this.closed || this.paused || this.flushScheduled) return;
+    if (this.closed || this.paused) return;
+    if (this.flushScheduled) {
+      if (++this.unflushed < this.burstFrames) return;
+      this.unflushed = 0;
+      this.ws.cork(() => this.catchUp());
+      return;
+    }
     this.flushScheduled = true;
+    this.unflushed = 1;
     setImmediate(this.flush);
   }
 

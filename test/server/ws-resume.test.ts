@@ -77,6 +77,27 @@ t.test('resume after the reply finished replays the rest, then goes live', async
   t.equal(c.frames.length, 1, 'only the welcome');
 });
 
+for (const [format, batch] of [['msgpack', false], ['msgpack', true], ['json', false]] as const) {
+  t.test(`a reply longer than the replay log, handed over at once, reaches a client that keeps up whole (${format}${batch ? ', batches' : ''})`, async (t) => {
+    // 100 tokens with no delay: the whole reply is logged within one event-loop
+    // turn, and the log keeps only 16 frames.
+    const { ws } = await testServer(t, { model: 'mock', mockTokens: 100, mockTokenDelayMs: 0, replayFrames: 16 });
+    const a = await TestClient.connect(ws, format);
+    t.teardown(() => a.close());
+    await a.hello(batch ? { batch: true } : {});
+    const first = await a.chat('b1', CHAR, 'a long story please');
+    const second = await a.chat('b2', CHAR, 'and another');
+    t.equal(first.t, 'done');
+    t.equal(second.t, 'done');
+    t.same(a.frames.filter((f) => f.t === 'error'), [], 'no ERR_RESUME_GAP: nothing was skipped');
+    const stream = a.streamFrames();
+    assertConsecutive(t, stream, 1, 'both replies');
+    const one = ['start', ...Array(100).fill('token'), 'done'];
+    t.same(stream.map((f) => f.t), [...one, ...one]);
+    t.equal(a.framesFor('b1').filter((f) => f.t === 'token').map((f) => f.text).join(''), first.text);
+  });
+}
+
 t.test('frames older than the replay log give ERR_RESUME_GAP', async (t) => {
   const { ws, http } = await testServer(t, { model: 'mock', mockTokens: 40, replayFrames: 16 });
   const a = await TestClient.connect(ws);
