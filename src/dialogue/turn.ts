@@ -70,8 +70,11 @@ export interface TurnSink {
   /**
    * The reply starts, in `state` (after this turn's transitions), with the
    * session's changed persona traits after it; the turn waits for it.
+   * `promptTokens` is what the turn's usage counts for its prompt unless the
+   * provider reports its own (the message alone for a scripted reply), so
+   * that a reply cancelled midway can report it too.
    */
-  start(state: string, traits: Readonly<Record<string, number>>): Promise<void>;
+  start(state: string, traits: Readonly<Record<string, number>>, promptTokens: number): Promise<void>;
   /** A piece of the reply. A returned promise pauses the turn until it settles. */
   token(text: string): void | Promise<void>;
 }
@@ -131,7 +134,7 @@ export async function runTurn(input: TurnInput, sink: TurnSink): Promise<TurnRes
     Turn: String(input.turnNumber),
   };
   const prompt = buildPrompt({ character, state: nextState, traits, history: input.history, userText: text, userTokens: input.textTokens, context, client: input.client, memories: input.memories });
-  await sink.start(nextState, traits);
+  await sink.start(nextState, traits, respond?.respond ? input.textTokens : prompt.tokens);
 
   const sampling = input.sampling ?? {};
   const stops = sampling.stop && sampling.stop.length > 0 ? new StopScanner(sampling.stop) : undefined;

@@ -399,6 +399,8 @@ export class SessionEngine {
     let state = session.stateOf(character);
     let result: TurnResult | undefined;
     let finish: FinishReason = 'stop';
+    // The prompt's size, known once the reply starts (the message's until then).
+    let promptTokens = userTurn.tokens;
     const memories = await this.recallFor(session, character, text, signal, trace);
     const input: TurnInput = {
       sessionId: session.id,
@@ -423,7 +425,8 @@ export class SessionEngine {
     };
     try {
       result = await runTurn(input, {
-        start: async (next, traits) => {
+        start: async (next, traits, tokens) => {
+          promptTokens = tokens;
           state = next;
           data.states[character.id] = state;
           if (Object.keys(traits).length > 0) (data.traits ??= {})[character.id] = { ...traits };
@@ -468,7 +471,7 @@ export class SessionEngine {
     }
     // A cancelled reply keeps what was streamed; usage counts it approximately.
     const replyText = pieces.join('');
-    const usage = result?.usage ?? { prompt_tokens: userTurn.tokens, completion_tokens: countTokens(replyText) };
+    const usage = result?.usage ?? { prompt_tokens: promptTokens, completion_tokens: countTokens(replyText) };
     generation.ending = true;
     this.stopOrphanTimer(generation);
     const replyTurn: Turn = { id: generation.id, role: 'assistant', character: character.id, text: replyText, at: Date.now(), tokens: usage.completion_tokens, seq: session.nextSeq, finish };

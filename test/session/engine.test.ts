@@ -200,6 +200,16 @@ t.test('cancel ends the reply with finish "cancelled" and keeps the partial text
   t.match(done, { t: 'done', id: 'm1', finish: 'cancelled', state: 'calm', text: tokens.join('') });
   t.equal(done.seq, frames.length);
   t.equal(done.usage.completion_tokens, tokens.length, 'usage counts what was streamed');
+  // The prompt was sent whole: usage counts all of it, as for the same turn run to its end.
+  const { engine: whole } = setup(t);
+  const { session: s2 } = await whole.open('s2');
+  const r2 = record(s2);
+  await whole.chat(s2, { id: 'm1', character: CHAR, text: 'a long story' }).finished;
+  r2.stop();
+  const full = r2.frames.at(-1) as DoneFrame;
+  t.match(full, { t: 'done', finish: 'stop' });
+  t.ok(full.usage.prompt_tokens > 100, `the prompt has the character's system prompt (${full.usage.prompt_tokens} tokens)`);
+  t.equal(done.usage.prompt_tokens, full.usage.prompt_tokens, 'prompt_tokens of the cancelled reply: the whole prompt');
   const reply = session.data.turns.at(-1)!;
   t.match(reply, { role: 'assistant', id: 'm1', text: tokens.join(''), finish: 'cancelled', seq: done.seq });
   t.equal((await store.load('s1'))?.turns.at(-1)?.finish, 'cancelled');
