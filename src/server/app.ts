@@ -234,6 +234,12 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
       { Upgrade: 'websocket' },
     );
   });
+  app.any('/v1/ws', (res, req) => {
+    new HttpExchange(res, req, '/v1/ws', req.getMethod(), { metrics, logger }).error(
+      new NpcdError('ERR_HTTP_METHOD_NOT_ALLOWED', `${req.getCaseSensitiveMethod().toUpperCase()} is not allowed on /v1/ws`),
+      { Allow: 'GET' },
+    );
+  });
   app.any('/*', (res, req) => {
     new HttpExchange(res, req, 'unmatched', req.getMethod(), { metrics, logger }).error(
       new NpcdError('ERR_HTTP_NOT_FOUND', `no route for ${req.getCaseSensitiveMethod().toUpperCase()} ${req.getUrl().slice(0, 200)}`),

@@ -146,6 +146,10 @@ t.test('routes, methods and lookups', async (t) => {
   const ws = await getJson(`${http}/v1/ws`);
   t.equal(ws.status, 426);
   t.equal(ws.body.error.code, 'ERR_HTTP_UPGRADE_REQUIRED');
+  const postWs = await postJson(`${http}/v1/ws`, {});
+  t.equal(postWs.status, 405, 'the WebSocket path is known: another method is 405, not 404');
+  t.equal(postWs.headers.get('allow'), 'GET');
+  t.equal(postWs.body.error.code, 'ERR_HTTP_METHOD_NOT_ALLOWED');
   t.same((await getJson(`${http}/healthz`)).body, { status: 'ok' });
   const ready = await getJson(`${http}/readyz`);
   t.equal(ready.status, 200);
