@@ -10,8 +10,17 @@ import { pullReply, relayReply } from './relay.js';
 import type { GenerateRequest, GenerateResult, ModelProvider, ProviderHealth, TextSink } from './types.js';
 
 export interface ChainObserver {
-  /** `from` failed (or was out of rotation) before its first token; the turn moves on. */
+  /** `from` (the entry's KIND:MODEL, see entryLabel) failed or was out of rotation before its first token; the turn moves on. */
   fallback(from: string, reason: string): void;
+}
+
+/**
+ * An entry of the chain as --model names it, KIND:MODEL ("openai:gpt-4o-mini",
+ * as the upstream metrics label it) or the kind alone ("script"): two entries
+ * of one kind stay apart.
+ */
+export function entryLabel(p: ModelProvider): string {
+  return p.modelName === undefined ? p.name : `${p.name}:${p.modelName}`;
 }
 
 /** Whether a provider can take turns now (one without an upstream always can). */
@@ -69,7 +78,7 @@ export class FallbackChain implements ModelProvider {
       } catch (err) {
         if (signal.aborted || committed) throw err;
         last = err;
-        if (i < order.length - 1) this.observer?.fallback(provider.name, err instanceof UpstreamError ? err.reason : 'failed');
+        if (i < order.length - 1) this.observer?.fallback(entryLabel(provider), err instanceof UpstreamError ? err.reason : 'failed');
       }
     }
     throw last;

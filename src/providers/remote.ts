@@ -92,7 +92,9 @@ export class RemoteProvider implements ModelProvider {
     const deadline = started + this.limits.totalTimeoutMs;
     const name = this.upstream.name;
     for (let attempt = 0; ; attempt++) {
-      if (!this.upstream.isHealthy) {
+      // A turn skips an upstream out of rotation, but one that started on it
+      // makes its retries there: they are what rides out a short outage.
+      if (attempt === 0 && !this.upstream.isHealthy) {
         throw new UpstreamError('unavailable', `${name} is out of rotation (${this.upstream.health().reason ?? 'failed health checks'})`);
       }
       const attemptStarted = performance.now();

@@ -26,7 +26,10 @@ export interface UpstreamOptions {
   readonly acquireTimeoutMs: number;
   /** TCP keep-alive probes start after this much idle time on a socket. */
   readonly tcpKeepAliveMs: number;
-  /** Health checks run this often; 0 turns them off. */
+  /**
+   * Health checks run this often; 0 turns them off, and with them taking the
+   * upstream out of rotation (nothing would bring it back): every turn tries it.
+   */
   readonly healthIntervalMs: number;
   /** Consecutive failures (checks or connection failures) that take the upstream out of rotation. */
   readonly unhealthyAfter: number;
@@ -62,6 +65,7 @@ export class Upstream {
   private healthy = true;
   private failures = 0;
   private lastReason: string | undefined;
+  /** When a real request last got an answer (a health check's own answer does not count). */
   private lastSuccess = 0;
   private healthTimer: NodeJS.Timeout | undefined;
   private checking = false;
@@ -160,9 +164,9 @@ export class Upstream {
     }
   }
 
-  /** A request that reached the upstream and got an answer (any status). */
-  recordSuccess(): void {
-    this.lastSuccess = Date.now();
+  /** A request that reached the upstream and got an answer (any status); `check` for a passing health check. */
+  recordSuccess(check = false): void {
+    if (!check) this.lastSuccess = Date.now();
     if (!this.healthy) this.setHealthy(true, undefined);
     this.failures = 0;
   }
@@ -171,7 +175,7 @@ export class Upstream {
   recordFailure(reason: string): void {
     this.failures++;
     this.lastReason = reason;
-    if (this.healthy && this.failures >= this.options.unhealthyAfter) this.setHealthy(false, reason);
+    if (this.healthy && this.options.healthIntervalMs > 0 && this.failures >= this.options.unhealthyAfter) this.setHealthy(false, reason);
   }
 
   private setHealthy(healthy: boolean, reason: string | undefined): void {
@@ -190,8 +194,9 @@ export class Upstream {
 
   /**
    * One health check: the adapter's cheap request, answered 2xx within the
-   * connect timeout. Skipped while real requests succeed (they prove more)
-   * and while every slot is busy (a check must not queue behind turns).
+   * connect timeout. Skipped while real requests succeed (one answered
+   * within the interval proves more) and while every slot is busy (a check
+   * must not queue behind turns).
    */
   async checkHealth(): Promise<boolean> {
     if (this.checking || this.closed) return this.healthy;
@@ -207,7 +212,7 @@ export class Upstream {
       // Read to its end (bounded), so the connection stays in the pool for turns.
       await res.text(MAX_HEALTH_BODY);
       if (res.statusCode >= 200 && res.statusCode < 300) {
-        this.recordSuccess();
+        this.recordSuccess(true);
         return true;
       }
       this.recordFailure(`health check answered ${res.statusCode}`);

@@ -120,6 +120,8 @@ export interface FakeUpstreamOptions {
   readonly apiKey?: string;
   /** What chat requests get when nothing is scripted. Default a stream of DEFAULT_TOKENS. */
   readonly default?: Behaviour | BehaviourFn;
+  /** Loopback port to listen on (an upstream coming up where connections were refused). Default: a free one. */
+  readonly port?: number;
 }
 
 export const DEFAULT_TOKENS: readonly string[] = ['The', ' lantern', ' swings', ' in', ' the', ' rain', '.'];
@@ -591,12 +593,12 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(JSON.stringify(body));
 }
 
-/** Starts a fake of `kind` on a free loopback port. */
+/** Starts a fake of `kind` on a loopback port (a free one unless `options.port`). */
 export async function startFakeUpstream(kind: FakeKind, options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
   const server = createServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(options.port ?? 0, '127.0.0.1', () => {
       server.off('error', reject);
       resolve();
     });

@@ -11,7 +11,7 @@ import { FallbackChain } from '../../src/providers/chain.js';
 import { createProvider } from '../../src/providers/index.js';
 import type { GenerateRequest, ModelProvider } from '../../src/providers/types.js';
 import type { Upstream } from '../../src/providers/upstream.js';
-import { closedPortUrl, DEFAULT_TOKENS, type FakeUpstream, startFakeOpenAi } from '../helpers/fake-upstreams.js';
+import { closedPortUrl, DEFAULT_TOKENS, type FakeUpstream, freePort, startFakeOpenAi } from '../helpers/fake-upstreams.js';
 import { waitFor } from '../helpers/wait.js';
 
 const REQUEST: GenerateRequest = {
@@ -132,22 +132,69 @@ t.test('health checks take a failing upstream out of rotation and bring it back'
 
 t.test('connection failures of real turns also take an upstream out of rotation', async (t) => {
   const url = (await closedPortUrl()) + '/v1';
-  const { provider, upstream } = await make(t, `openai:m?url=${url}&retries=0`);
+  const { provider, upstream } = await make(t, `openai:m?url=${url}&retries=0&health=1h`);
   for (let i = 0; i < 2; i++) await text(provider).catch(() => undefined);
   t.notOk(upstream.isHealthy, 'two refused connections in a row');
+});
+
+t.test('with health checks off, an upstream is never out of rotation: the first turn after an outage reaches it', async (t) => {
+  const port = await freePort();
+  const { provider, upstream } = await make(t, `openai:m?url=http://127.0.0.1:${port}/v1&retries=0&health=0`);
+  for (let i = 0; i < 3; i++) {
+    const err = await text(provider).then(() => undefined, (e: Error & { code?: string }) => e);
+    t.equal(err?.code, 'ERR_UPSTREAM_UNAVAILABLE');
+    t.match(err?.message, /connection refused/, 'each turn tried the upstream');
+  }
+  t.ok(upstream.isHealthy, 'nothing would bring it back, so it never leaves');
+  const f = await startFakeOpenAi({ port });
+  t.teardown(() => f.close());
+  t.equal(await text(provider), DEFAULT_TOKENS.join(''));
+  t.equal(f.chatRequests.length, 1);
+});
+
+t.test("a turn's retries go on while its upstream leaves rotation, and ride out a short outage", async (t) => {
+  const port = await freePort();
+  const { provider, upstream } = await make(t, `openai:m?url=http://127.0.0.1:${port}/v1&retries=6&health=1h`);
+  const changes: boolean[] = [];
+  let up: Promise<FakeUpstream> | undefined;
+  upstream.onHealthChange((healthy) => {
+    changes.push(healthy);
+    // The upstream comes up as soon as it has left rotation (after two refusals).
+    if (!healthy) up ??= startFakeOpenAi({ port });
+  });
+  t.equal(await text(provider), DEFAULT_TOKENS.join(''), 'a retry after the upstream left rotation reached it');
+  const f = await up!;
+  t.teardown(() => f.close());
+  t.equal(f.chatRequests.length, 1);
+  t.same(changes, [false, true], 'out after two refusals, back with the answer');
+  // A new turn skips an upstream out of rotation without trying it (covered above); this one is back.
+  t.ok(upstream.isHealthy);
+});
+
+t.test('a passing health check does not count as a request that proves the upstream: the next check still runs', async (t) => {
+  const f = await fake(t);
+  const { provider, upstream } = await make(t, `openai:m?url=${f.url}&health=1h`);
+  t.equal(await upstream.checkHealth(), true);
+  t.equal(await upstream.checkHealth(), true);
+  t.equal(f.healthChecks, 2, 'two checks, two requests');
+  // A real request answered within the interval makes the next check needless.
+  await text(provider);
+  t.equal(await upstream.checkHealth(), true);
+  t.equal(f.healthChecks, 2, 'skipped after a real answer');
 });
 
 t.test('a fallback chain moves a failing turn to the next provider before its first token', async (t) => {
   const f = await fake(t);
   const down = (await closedPortUrl()) + '/v1';
-  const { provider, upstreams, fallbacks } = await make(t, `openai:a?url=${down}&retries=0,openai:b?url=${f.url},mock`);
+  // health=1h: rotation on, and no check comes within the test.
+  const { provider, upstreams, fallbacks } = await make(t, `openai:a?url=${down}&retries=0&health=1h,openai:b?url=${f.url},mock`);
   t.ok(provider instanceof FallbackChain);
   t.equal(await text(provider), DEFAULT_TOKENS.join(''), 'the second upstream answered');
-  t.same(fallbacks, ['openai:unavailable']);
+  t.same(fallbacks, ['openai:a:unavailable'], 'the entry is named KIND:MODEL, as in the upstream metrics');
   // The first upstream is now out of rotation (2 failures): it is skipped without a try.
   await text(provider);
   t.notOk(upstreams[0]!.isHealthy);
-  t.same(fallbacks, ['openai:unavailable', 'openai:unavailable']);
+  t.same(fallbacks, ['openai:a:unavailable', 'openai:a:unavailable']);
   await text(provider);
   t.equal(fallbacks.length, 2, 'skipped, not tried');
   // Both upstreams failing: the mock at the end answers.
