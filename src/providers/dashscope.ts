@@ -71,7 +71,7 @@ export class DashScopeAdapter extends KeyedAdapter implements ApiAdapter {
    * can be reused.
    */
   decoder(): StreamDecoder {
-    return new DashScopeDecoder((data, status) => this.#eventError(data, status));
+    return new DashScopeDecoder((data, status) => this.#eventError(data, status), this.apiKey());
   }
 
   /**
@@ -152,23 +152,27 @@ function describe(error: Record<string, unknown>, secret: string | undefined): s
 class DashScopeDecoder extends SseRecordDecoder {
   #usage: { promptTokens: number; completionTokens: number } | undefined;
 
-  constructor(private readonly eventError: (data: string, status: number | undefined) => UpstreamError) {
+  constructor(
+    private readonly eventError: (data: string, status: number | undefined) => UpstreamError,
+    /** The API key, masked where an event is quoted. */
+    private readonly key: string | undefined,
+  ) {
     super();
   }
 
   protected record(sse: SseEvent, out: StreamEvent[]): boolean {
     const status = httpStatusOf(sse.comments);
     if (sse.event === 'error' || (status !== undefined && (status < 200 || status >= 300))) throw this.eventError(sse.data, status);
-    const chunk = parseJsonObject(sse.data, 'DashScope stream event');
+    const chunk = parseJsonObject(sse.data, 'DashScope stream event', this.key);
     const output = chunk.output;
     if (!isRecord(output)) {
       // An error in a result event's clothing: {"code": "...", "message": "..."} without output.
       if (typeof chunk.code === 'string' && chunk.code !== '') throw this.eventError(sse.data, status);
-      throw new UpstreamError('bad_response', `DashScope stream event has no output: ${quote(sse.data, 100)}`);
+      throw new UpstreamError('bad_response', `DashScope stream event has no output: ${quote(sse.data, 100, this.key)}`);
     }
     const choices = output.choices;
     const choice: unknown = Array.isArray(choices) ? choices[0] : undefined;
-    if (!isRecord(choice)) throw new UpstreamError('bad_response', `DashScope stream event has no output.choices (is result_format "message"?): ${quote(sse.data, 100)}`);
+    if (!isRecord(choice)) throw new UpstreamError('bad_response', `DashScope stream event has no output.choices (is result_format "message"?): ${quote(sse.data, 100, this.key)}`);
     const message = choice.message;
     if (isRecord(message) && typeof message.content === 'string' && message.content !== '') out.push({ type: 'text', text: message.content });
     this.#usage = readUsage(chunk.usage) ?? this.#usage;

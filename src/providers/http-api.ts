@@ -77,15 +77,20 @@ export const EVENTS_AFTER_END = 16;
 
 export { isRecord };
 
-/** Parses one JSON chunk of a stream that must be an object; `what` names it in the error. */
-export function parseJsonObject(text: string, what: string): Record<string, unknown> {
+/**
+ * Parses one JSON chunk of a stream that must be an object; `what` names it
+ * in the error, which quotes the chunk with `secret` (the API key) masked.
+ * The parser's own error is not kept as the cause: its message quotes the
+ * text again, unmasked.
+ */
+export function parseJsonObject(text: string, what: string, secret: string | undefined): Record<string, unknown> {
   let value: unknown;
   try {
     value = JSON.parse(text);
-  } catch (err) {
-    throw new UpstreamError('bad_response', `${what} is not JSON: ${quote(text, QUOTED_CHARS)}`, { cause: err });
+  } catch {
+    throw new UpstreamError('bad_response', `${what} is not JSON: ${quote(text, QUOTED_CHARS, secret)}`);
   }
-  if (!isRecord(value)) throw new UpstreamError('bad_response', `${what} is not a JSON object: ${quote(text, QUOTED_CHARS)}`);
+  if (!isRecord(value)) throw new UpstreamError('bad_response', `${what} is not a JSON object: ${quote(text, QUOTED_CHARS, secret)}`);
   return value;
 }
 
@@ -190,7 +195,13 @@ export abstract class SseRecordDecoder extends RecordDecoder<SseEvent> {
 
 /** Records are NDJSON values. */
 export abstract class NdjsonRecordDecoder extends RecordDecoder<unknown> {
-  readonly #ndjson = new NdjsonDecoder();
+  readonly #ndjson: NdjsonDecoder;
+
+  /** `secret`: the API key, masked where a bad line is quoted. */
+  constructor(secret: string | undefined) {
+    super();
+    this.#ndjson = new NdjsonDecoder({ secret });
+  }
 
   protected split(chunk: Uint8Array, into: unknown[]): void {
     this.#ndjson.push(chunk, into);

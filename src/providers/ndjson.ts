@@ -12,6 +12,8 @@ export const DEFAULT_MAX_LINE_BYTES = 1024 * 1024;
 export interface NdjsonOptions {
   /** Bound on one line, in UTF-8 bytes (default 1 MiB). */
   readonly maxLineBytes?: number;
+  /** Masked where a bad line is quoted in an error (an API key the upstream might echo). */
+  readonly secret?: string;
 }
 
 /**
@@ -23,12 +25,14 @@ export interface NdjsonOptions {
  */
 export class NdjsonDecoder {
   readonly #limit: number;
+  readonly #secret: string | undefined;
   readonly #decoder = new TextDecoder('utf-8');
   #partial = '';
   #lineNo = 0;
 
   constructor(options: NdjsonOptions = {}) {
     this.#limit = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+    this.#secret = options.secret;
   }
 
   push(chunk: Uint8Array, out: unknown[]): void {
@@ -64,9 +68,10 @@ export class NdjsonDecoder {
     if (Buffer.byteLength(line, 'utf8') > this.#limit) throw new UpstreamError('bad_response', `NDJSON line ${lineNo} longer than ${this.#limit} bytes`);
     try {
       return JSON.parse(line);
-    } catch (err) {
+    } catch {
+      // Not the parser's error as the cause: its message quotes the line unmasked.
       const what = terminated ? `malformed NDJSON line at line ${lineNo}` : `stream ended inside NDJSON line ${lineNo}`;
-      throw new UpstreamError('bad_response', `${what}: ${quote(line, QUOTED_CHARS)}`, { cause: err });
+      throw new UpstreamError('bad_response', `${what}: ${quote(line, QUOTED_CHARS, this.#secret)}`);
     }
   }
 }

@@ -90,11 +90,11 @@ export function keepAliveValue(value: string | undefined): string | number | und
 
 class OllamaDecoder extends NdjsonRecordDecoder {
   constructor(private readonly key: string | undefined) {
-    super();
+    super(key);
   }
 
   protected record(line: unknown, out: StreamEvent[]): boolean {
-    if (!isRecord(line)) throw new UpstreamError('bad_response', `Ollama stream line is not a JSON object: ${quote(JSON.stringify(line), 100)}`);
+    if (!isRecord(line)) throw new UpstreamError('bad_response', `Ollama stream line is not a JSON object: ${quote(JSON.stringify(line), 100, this.key)}`);
     if (line.error !== undefined) {
       const message = typeof line.error === 'string' ? line.error : JSON.stringify(line.error);
       throw new UpstreamError('bad_response', `Ollama stream error: ${quote(message, MESSAGE_CHARS, this.key)}`);

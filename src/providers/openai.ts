@@ -189,12 +189,12 @@ class OpenAiDecoder extends SseRecordDecoder {
       out.push({ type: 'end', finish: this.#finish ?? 'stop', ...(this.#usage && { usage: this.#usage }) });
       return true;
     }
-    const chunk = parseJsonObject(sse.data, 'OpenAI stream chunk');
+    const chunk = parseJsonObject(sse.data, 'OpenAI stream chunk', this.key);
     // Errors inside a 200 stream: `data: {"error": {...}}`, sometimes as `event: error`.
     if (chunk.error !== undefined && chunk.error !== null) throw streamError(chunk.error, this.key);
     if (sse.event === 'error') throw streamError(chunk, this.key);
     const choices = chunk.choices;
-    if (!Array.isArray(choices)) throw new UpstreamError('bad_response', `OpenAI stream chunk has no choices array: ${quote(sse.data, 100)}`);
+    if (!Array.isArray(choices)) throw new UpstreamError('bad_response', `OpenAI stream chunk has no choices array: ${quote(sse.data, 100, this.key)}`);
     const choice: unknown = choices[0];
     if (isRecord(choice)) {
       const content = contentOf(choice);

@@ -219,6 +219,33 @@ t.test('quote keeps error text short, on one line, without secrets', async (t) =
   t.equal(quote('ab😀', 3), 'ab…', 'does not cut a surrogate pair');
 });
 
+t.test('a malformed stream quoted in an error never shows the API key (message, stack or cause)', async (t) => {
+  const SECRET = 'sk-LEAK-CHECK-7f3a';
+  const bad: Record<FakeKind, { adapter: ApiAdapter; bodies: string[] }> = {
+    openai: {
+      adapter: new OpenAiAdapter({ model: 'm', apiKey: SECRET }),
+      bodies: [`data: unauthorized key ${SECRET}\n\n`, `data: ["${SECRET}"]\n\n`, `data: {"msg":"key ${SECRET}"}\n\n`],
+    },
+    ollama: {
+      adapter: new OllamaAdapter({ model: 'm', apiKey: SECRET }),
+      bodies: [`unauthorized key ${SECRET}\n`, `["${SECRET}"]\n`, `{"note":"${SECRET}`],
+    },
+    dashscope: {
+      adapter: new DashScopeAdapter({ model: 'm', apiKey: SECRET }),
+      bodies: [`data:unauthorized key ${SECRET}\n\n`, `data:{"note":"key ${SECRET}"}\n\n`, `data:{"output":{"note":"${SECRET}"}}\n\n`],
+    },
+  };
+  for (const [kind, { adapter, bodies }] of Object.entries(bad)) {
+    for (const body of bodies) {
+      const { error } = await failing(adapter.parseStream(chunks(body)));
+      upstreamError(t, error, 'bad_response', /\*\*\*/, `${kind} ${JSON.stringify(body.slice(0, 24))}: the key is masked`);
+      const shown: string[] = [];
+      for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) shown.push(e.message, e.stack ?? '');
+      t.notOk(shown.some((text) => text.includes(SECRET)), `${kind}: not in any message or stack of the error and its causes`);
+    }
+  }
+});
+
 // ---------------------------------------------------------------- OpenAI
 
 const OPENAI_STREAM = [
