@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { NpcdError } from '../errors.js';
 import { type FlagTable, formatHelp, parseFlags } from './flags.js';
-import { normalizeBaseUrl, parseModelSpec } from '../providers/spec.js';
+import { normalizeBaseUrl, normalizeOllamaUrl, parseModelSpec } from '../providers/spec.js';
 
 export interface ServeConfig {
   readonly host: string;
@@ -209,9 +209,10 @@ export function loadServeConfig(
       throw new NpcdError('ERR_CONFIG_INVALID', `--otlp-endpoint must be an http:// or https:// URL, got ${JSON.stringify(config.otlpEndpoint)}`);
     }
   }
-  for (const [key, flag] of [['openaiBaseUrl', 'openai-base-url'], ['ollamaUrl', 'ollama-url'], ['dashscopeBaseUrl', 'dashscope-base-url']] as const) {
+  for (const [key, flag] of [['openaiBaseUrl', 'openai-base-url'], ['dashscopeBaseUrl', 'dashscope-base-url']] as const) {
     (config as Record<string, unknown>)[key] = normalizeBaseUrl(config[key], `--${flag}`);
   }
+  (config as Record<string, unknown>).ollamaUrl = normalizeOllamaUrl(config.ollamaUrl, '--ollama-url (OLLAMA_HOST)');
   return { config: Object.freeze({ ...config, apiKeys: Object.freeze([...config.apiKeys]), adminKeys: Object.freeze([...config.adminKeys]) }), help: parsed.help };
 }
 

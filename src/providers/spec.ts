@@ -140,7 +140,7 @@ export function parseSpecOptions(flag: string, spec: string, query: string, tabl
   for (const [name, raw] of new URLSearchParams(query)) {
     const def = table[name];
     if (!def) return fail(`unknown option "${name}" (known: ${Object.keys(table).join(', ')})`);
-    const source = `${flag} ${JSON.stringify(spec)} option ${name}`;
+    const source = `${flag} ${JSON.stringify(maskUrlCredentials(spec))} option ${name}`;
     let value: string | number;
     switch (def.kind) {
       case 'path':
@@ -182,13 +182,18 @@ export function parseModelSpec(text: string): ProviderSpec[] {
   return parts.map(parseOne);
 }
 
+const SCHEME_RE = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+/** The default port of Ollama's API, which a scheme-less OLLAMA_HOST implies. */
+export const OLLAMA_PORT = 11434;
+
 /**
- * An http(s) base URL without a trailing slash. A bare "host:port" (as
- * OLLAMA_HOST is often written) gets http://.
+ * An http(s) base URL without a trailing slash. A bare "host:port" gets
+ * http://.
  */
 export function normalizeBaseUrl(raw: string, source: string): string {
   let text = raw.trim();
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) text = `http://${text}`;
+  if (!SCHEME_RE.test(text)) text = `http://${text}`;
   let url: URL;
   try {
     url = new URL(text);
@@ -199,4 +204,30 @@ export function normalizeBaseUrl(raw: string, source: string): string {
   if (url.username || url.password) throw new NpcdError('ERR_CONFIG_INVALID', `${source} must not carry credentials; use the API key variable`);
   if (url.search || url.hash) throw new NpcdError('ERR_CONFIG_INVALID', `${source} must not have a query or fragment`);
   return url.href.replace(/\/+$/, '');
+}
+
+/**
+ * Ollama's address as Ollama's own client reads OLLAMA_HOST: a URL, or
+ * "host", "host:port" or ":port" without a scheme, where the port is 11434
+ * unless given and an empty host is 127.0.0.1. A listen-on-all address
+ * (0.0.0.0, [::]), which the same variable holds when it tells Ollama's
+ * server where to listen, is reached on loopback.
+ */
+export function normalizeOllamaUrl(raw: string, source: string): string {
+  let text = raw.trim();
+  if (!SCHEME_RE.test(text)) {
+    if (text.startsWith(':')) text = `127.0.0.1${text}`;
+    // A host with no port: Ollama's port, not HTTP's 80.
+    if (!/^(\[[^\]]*\]|[^:/[\]]*):\d+(\/|$)/.test(text)) text = text.replace(/^(\[[^\]]*\]|[^:/]*)/, `$1:${OLLAMA_PORT}`);
+    text = `http://${text}`;
+  }
+  const url = new URL(normalizeBaseUrl(text, source));
+  if (url.hostname === '0.0.0.0') url.hostname = '127.0.0.1';
+  else if (url.hostname === '[::]') url.hostname = '[::1]';
+  return url.href.replace(/\/+$/, '');
+}
+
+/** `text` with the user:password of any URL in it masked, for error messages. */
+export function maskUrlCredentials(text: string): string {
+  return text.replace(/(\/\/)[^/@?#&\s]*@/g, '$1***@');
 }

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { loadServeConfig } from '../../src/config/serve.js';
-import { normalizeBaseUrl, parseModelSpec } from '../../src/providers/spec.js';
+import { normalizeBaseUrl, normalizeOllamaUrl, parseModelSpec } from '../../src/providers/spec.js';
 
 t.test('one provider per kind, with the target kept whole', async (t) => {
   t.same(parseModelSpec('script'), [{ kind: 'script', target: '', options: {}, text: 'script' }]);
@@ -44,10 +44,44 @@ t.test('bad specs name the problem', async (t) => {
   }
 });
 
+t.test('a url option with credentials is refused without repeating them', async (t) => {
+  let message = '';
+  try {
+    parseModelSpec('openai:m?url=https://user:sk-PASS@proxy.example/v1');
+  } catch (err) {
+    message = (err as Error).message;
+  }
+  t.match(message, /must not carry credentials/);
+  t.match(message, /https:\/\/\*\*\*@proxy\.example/, 'the URL is named with its credentials masked');
+  t.notMatch(message, /sk-PASS|user:/);
+});
+
 t.test('base URLs: bare host:port gets http, trailing slashes go', async (t) => {
   t.equal(normalizeBaseUrl('127.0.0.1:11434', 'x'), 'http://127.0.0.1:11434');
   t.equal(normalizeBaseUrl('https://api.openai.com/v1/', 'x'), 'https://api.openai.com/v1');
   t.throws(() => normalizeBaseUrl('http://h/v1?a=1', 'x'), { code: 'ERR_CONFIG_INVALID' });
+});
+
+t.test("OLLAMA_HOST is read as Ollama's own client reads it", async (t) => {
+  const cases: [string, string][] = [
+    // The value Ollama's server is often told to listen on: reached on loopback, at Ollama's port.
+    ['0.0.0.0', 'http://127.0.0.1:11434'],
+    ['0.0.0.0:11434', 'http://127.0.0.1:11434'],
+    ['127.0.0.1', 'http://127.0.0.1:11434'],
+    [':11500', 'http://127.0.0.1:11500'],
+    ['ollama.lan', 'http://ollama.lan:11434'],
+    ['ollama.lan:8080', 'http://ollama.lan:8080'],
+    ['ollama.lan/', 'http://ollama.lan:11434'],
+    ['[::]', 'http://[::1]:11434'],
+    ['[fd00::5]:9000', 'http://[fd00::5]:9000'],
+    // A URL keeps its scheme's port.
+    ['http://ollama.lan', 'http://ollama.lan'],
+    ['https://ollama.example.com/', 'https://ollama.example.com'],
+    ['http://0.0.0.0:11434', 'http://127.0.0.1:11434'],
+  ];
+  for (const [raw, url] of cases) t.equal(normalizeOllamaUrl(raw, 'OLLAMA_HOST'), url, raw);
+  t.equal(loadServeConfig([], { OLLAMA_HOST: '0.0.0.0' }).config.ollamaUrl, 'http://127.0.0.1:11434');
+  t.throws(() => normalizeOllamaUrl('ftp://h', 'OLLAMA_HOST'), { code: 'ERR_CONFIG_INVALID' });
 });
 
 t.test('serve config validates --model and the base URLs at start', async (t) => {

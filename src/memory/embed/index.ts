@@ -16,7 +16,7 @@
  */
 import type { ServeConfig } from '../../config/serve.js';
 import type { Logger } from '../../log.js';
-import { normalizeBaseUrl, type OptionDef, parseSpecOptions, specError, splitSpec } from '../../providers/spec.js';
+import { normalizeBaseUrl, normalizeOllamaUrl, type OptionDef, parseSpecOptions, specError, splitSpec } from '../../providers/spec.js';
 import { Upstream } from '../../providers/upstream.js';
 import { GloveEmbedder } from './glove.js';
 import { HashEmbedder } from './hash.js';
@@ -151,7 +151,7 @@ const POOL_DEFAULTS = { connections: 200, idleTimeoutMs: 300_000, connectTimeout
 const KEY_ENV = { openai: 'OPENAI_API_KEY', ollama: undefined } as const;
 
 function baseUrl(kind: 'ollama' | 'openai', config: EmbedderConfig, env: NodeJS.ProcessEnv): string {
-  if (kind === 'ollama') return normalizeBaseUrl(config.ollamaUrl ?? (env.OLLAMA_HOST || 'http://127.0.0.1:11434'), config.ollamaUrl ? 'ollamaUrl' : 'OLLAMA_HOST');
+  if (kind === 'ollama') return normalizeOllamaUrl(config.ollamaUrl ?? (env.OLLAMA_HOST || 'http://127.0.0.1:11434'), config.ollamaUrl ? 'ollamaUrl' : 'OLLAMA_HOST');
   return normalizeBaseUrl(config.openaiBaseUrl ?? (env.OPENAI_BASE_URL || 'https://api.openai.com/v1'), config.openaiBaseUrl ? 'openaiBaseUrl' : 'OPENAI_BASE_URL');
 }
 
