@@ -3,8 +3,9 @@
  * template, method, status code, frame type, provider, error code); they never
  * hold session ids, user ids or free text.
  */
-import { Counter, type CounterConfiguration, collectDefaultMetrics, Gauge, Histogram, type Metric, Registry } from 'prom-client';
+import { Counter, type CounterConfiguration, Gauge, Histogram, type Metric, Registry } from 'prom-client';
 import { REASON_CODES } from '../providers/api.js';
+import { collectProcessMetrics } from './process.js';
 
 export const METRIC = {
   httpRequests: 'http_requests_total',
@@ -445,6 +446,6 @@ export class Metrics {
     for (const result of ['loaded', 'failed', 'removed']) this.characterReloads.inc({ result }, 0);
     for (const reason of ['client', 'heartbeat_timeout', 'taken_over', 'shutdown', 'auth']) this.wsClosed.inc({ reason }, 0);
     // Process, event-loop lag and GC metrics.
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (options.defaultMetrics !== false) collectProcessMetrics(this.registry);
   }
 }

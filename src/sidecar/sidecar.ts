@@ -8,7 +8,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../metrics/process.js';
 import type { SidecarMetrics } from './advise.js';
 import type { BpftraceRecord, HistBucket, Stats } from './bpftrace-json.js';
 import { LOG2_BUCKETS_SECONDS } from './buckets.js';
@@ -97,7 +98,7 @@ export class Sidecar {
     private readonly log: Logger,
   ) {
     this.#ports = new Set(config.ports.map(String));
-    collectDefaultMetrics({ register: this.registry });
+    collectProcessMetrics(this.registry);
     const runners = this.runners;
     new Gauge({
       name: SIDECAR_METRIC.programUp,
@@ -140,17 +141,22 @@ export class Sidecar {
     return this.#advising;
   }
 
-  /** Starts the programs and the metrics server; resolves with the bound port. */
+  /**
+   * Starts the metrics server, then the programs; resolves with the bound
+   * port. A port that cannot be bound rejects before any program is
+   * attached, so a sidecar that could not serve its metrics leaves nothing
+   * running.
+   */
   async start(): Promise<number> {
-    const options = { socketRtt: this.config.socketRtt, intervalS: this.config.intervalS, netns: this.config.netns, ports: this.config.ports };
-    for (const p of this.selection.run) this.runners.push(this.#runner(p, options));
-    for (const r of this.runners) r.start();
     this.#server = createServer((req, res) => void this.#handle(req.url ?? '/', res));
     await new Promise<void>((resolve, reject) => {
       this.#server!.once('error', reject);
       this.#server!.listen(this.config.metricsPort, this.config.metricsHost, () => resolve());
     });
     const port = (this.#server.address() as AddressInfo).port;
+    const options = { socketRtt: this.config.socketRtt, intervalS: this.config.intervalS, netns: this.config.netns, ports: this.config.ports };
+    for (const p of this.selection.run) this.runners.push(this.#runner(p, options));
+    for (const r of this.runners) r.start();
     if (this.config.advice) {
       const refresh = () => void this.advice(0).catch((err: unknown) => this.log.warn({ err }, 'tcp advice failed'));
       // The first advice waits for one interval of RTT samples.

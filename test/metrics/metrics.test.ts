@@ -1,5 +1,7 @@
+import { spawnSync } from 'node:child_process';
 import t from 'tap';
 import { METRIC } from '../../src/metrics/metrics.js';
+import { toolMissing } from '../helpers/prometheus.js';
 import { postJson, testServer } from '../helpers/server.js';
 import { TestClient } from '../helpers/ws-client.js';
 
@@ -80,4 +82,16 @@ t.test('/metrics exposes every family with bounded labels', async (t) => {
   t.equal(get('npcd_sessions', {}), 6, 'the request for an unknown character made no session');
   t.equal(get('npcd_resumes_total', { result: 'gap' }), 0, 'known label values start at 0');
   t.equal(get('npcd_characters', {}), 3);
+});
+
+t.test("the server's /metrics passes promtool check metrics, process metrics included", async (t) => {
+  const missing = toolMissing('promtool');
+  if (missing) return t.fail(missing);
+  const { http } = await testServer(t, { model: 'mock', mockTokens: 4 });
+  await postJson(`${http}/v1/chat`, { session_id: 'promtool', character: '古风剑客', message: 'hello' });
+  const text = await (await fetch(`${http}/metrics`)).text();
+  t.match(text, /^nodejs_active_handles\{/m, 'active handles by type are there');
+  t.notMatch(text, /^nodejs_active_\w+_total/m, 'the gauges named like counters are not');
+  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  t.equal(r.status, 0, `exit 0\n${r.stdout}${r.stderr}`);
 });
