@@ -94,8 +94,11 @@ function convert(spec: FlagSpec, raw: unknown, source: string): Value {
         n = Number(raw);
       }
       if (!Number.isSafeInteger(n)) fail(source, `must be an integer (got ${JSON.stringify(raw)})`);
-      if (spec.min !== undefined && n < spec.min) fail(source, `must be >= ${spec.min} (got ${n})`);
-      if (spec.max !== undefined && n > spec.max) fail(source, `must be <= ${spec.max} (got ${n})`);
+      // Durations are said in milliseconds, and a bare number is milliseconds: say so.
+      const unit = spec.type === 'duration' ? ' ms' : '';
+      const bare = spec.type === 'duration' && typeof raw === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(raw) ? '; a number without a unit is milliseconds' : '';
+      if (spec.min !== undefined && n < spec.min) fail(source, `must be >= ${spec.min}${unit} (got ${n}${unit}${bare})`);
+      if (spec.max !== undefined && n > spec.max) fail(source, `must be <= ${spec.max}${unit} (got ${n}${unit}${bare})`);
       return n;
     }
   }

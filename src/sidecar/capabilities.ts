@@ -19,6 +19,8 @@ export interface TracepointInfo {
   readonly present: boolean;
   /** Field names, as `bpftrace -lv` lists them (arrays without their size). */
   readonly fields: readonly string[];
+  /** Why it could not be looked up (no privileges, no tracefs), when `present` is false for that reason rather than the kernel's. */
+  readonly unknown?: string;
 }
 
 export interface Capabilities {
@@ -176,10 +178,14 @@ async function describeTracepoint(tp: string, bin: string, useBpftrace: boolean,
     if (fields) return { present: true, fields };
   }
   const [category, name] = tp.split(':') as [string, string];
+  if (!tracefs && !useBpftrace) return { present: false, fields: [], unknown: 'tracefs is not mounted, and bpftrace cannot list probes without privileges' };
   const format = join(tracefs ?? join(root, TRACEFS_PATHS[0]!), 'events', category, name, 'format');
   try {
     return { present: true, fields: parseFormatFields(readFileSync(format, 'utf8')) };
-  } catch {
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') return { present: false, fields: [], unknown: `${format} is not readable (${code}): run as root` };
+    if (!tracefs) return { present: false, fields: [], unknown: 'tracefs is not mounted' };
     return { present: false, fields: [] };
   }
 }

@@ -17,11 +17,11 @@ import { Sidecar, type SidecarConfig } from './sidecar.js';
 type Key = 'metricsPort' | 'metricsHost' | 'ports' | 'netns' | 'interval' | 'bpftrace' | 'bpfDir' | 'socketRtt' | 'mountTracefs' | 'check' | 'logLevel';
 
 export const SIDECAR_FLAGS: FlagTable<Key> = {
-  metricsPort: { flag: 'metrics-port', env: 'NPCD_SIDECAR_METRICS_PORT', type: 'int', default: 9464, min: 0, max: 65535, help: 'Port of the sidecar\'s own HTTP server: /metrics, /status, /sockets, /healthz.', metavar: 'PORT' },
+  metricsPort: { flag: 'metrics-port', env: 'NPCD_SIDECAR_METRICS_PORT', type: 'int', default: 9464, min: 0, max: 65535, help: 'Port of the sidecar\'s own HTTP server: /metrics, /status, /sockets, /advice, /healthz.', metavar: 'PORT' },
   metricsHost: { flag: 'metrics-host', env: 'NPCD_SIDECAR_METRICS_HOST', type: 'string', default: '0.0.0.0', help: 'Address the metrics server listens on.', metavar: 'ADDR' },
   ports: { flag: 'ports', env: 'NPCD_SIDECAR_PORTS', type: 'list', default: ['8080', '6379'], help: `Service ports to watch, at most ${MAX_PORTS}: npcd's listen port (inbound) and upstream ports such as Redis or the LLM (outbound).`, metavar: 'LIST' },
   netns: { flag: 'netns', env: 'NPCD_SIDECAR_NETNS', type: 'string', default: '', help: 'Watch one network namespace only: a name from `ip netns`, a path (/proc/PID/ns/net, /run/netns/NAME) or an inode number. Empty: every namespace.', metavar: 'NS' },
-  interval: { flag: 'interval', env: 'NPCD_SIDECAR_INTERVAL', type: 'duration', default: '5s', min: 1000, max: 3_600_000, help: 'How often the programs hand over their counts (whole seconds). The srtt histogram takes one sample per socket per interval.', metavar: 'DURATION' },
+  interval: { flag: 'interval', env: 'NPCD_SIDECAR_INTERVAL', type: 'duration', default: '5s', min: 1000, max: 3_600_000, help: 'How often the programs hand over their counts, in whole seconds (5s, 1m; a number without a unit is milliseconds). The srtt histogram takes one sample per socket per interval.', metavar: 'DURATION' },
   bpftrace: { flag: 'bpftrace', env: 'NPCD_SIDECAR_BPFTRACE', type: 'string', default: 'bpftrace', help: 'The bpftrace binary (0.17 or later).', metavar: 'PATH' },
   bpfDir: { flag: 'bpf-dir', env: 'NPCD_SIDECAR_BPF_DIR', type: 'string', default: DEFAULT_BPF_DIR, help: 'Folder of the .bt programs.', metavar: 'DIR' },
   socketRtt: { flag: 'socket-rtt', env: 'NPCD_SIDECAR_SOCKET_RTT', type: 'bool', default: false, help: 'Keep the latest srtt of every watched socket, by socket cookie, for /sockets. Off by default: it updates a map on every segment a watched socket receives, about twice the probe\'s cost.' },
@@ -39,7 +39,8 @@ retransmits for the watched ports, and the sidecar serves them as Prometheus
 metrics (npcd_tcp_*). See docs/sidecar.md.
 
 Options:
-${formatHelp(SIDECAR_FLAGS)}`;
+${formatHelp(SIDECAR_FLAGS)}
+`;
 }
 
 /** The inode of a network namespace given as a name, a path or a number; 0 for "every namespace". */

@@ -99,7 +99,7 @@ function missing(p: ProgramSpec, caps: Capabilities): string[] {
   for (const [tp, fields] of Object.entries(p.tracepoints)) {
     const info = caps.tracepoints[tp];
     if (!info?.present) {
-      out.push(`tracepoint ${tp} is missing on this kernel`);
+      out.push(info?.unknown ? `tracepoint ${tp} could not be looked up (${info.unknown})` : `tracepoint ${tp} is missing on this kernel`);
       continue;
     }
     const absent = fields.filter((f) => !info.fields.includes(f));
@@ -112,7 +112,11 @@ function missing(p: ProgramSpec, caps: Capabilities): string[] {
 function alternative(tool: string, ours: string, caps: Capabilities): string[] {
   const bin = caps.libbpfTools[tool];
   const attach = caps.fentry.ok ? 'fentry' : caps.kprobes.ok ? 'kprobes' : undefined;
-  if (!attach) return [`${tool} (libbpf-tools) not used: it attaches with fentry or kprobes, and this kernel has neither (${caps.fentry.detail}; ${caps.kprobes.detail}); ${ours} measures the same on tracepoints`];
+  if (!attach) {
+    // Without bpftrace or privileges fentry is not checked: that is no finding about the kernel.
+    const neither = caps.fentry.detail.startsWith('not checked') ? 'neither can be used here' : 'this kernel has neither';
+    return [`${tool} (libbpf-tools) not used: it attaches with fentry or kprobes, and ${neither} (${caps.fentry.detail}; ${caps.kprobes.detail}); ${ours} measures the same on tracepoints`];
+  }
   if (!bin?.ok) return [`${tool} (libbpf-tools) could attach here (${attach}) but is ${bin?.detail ?? 'not installed'}; ${ours} measures the same on tracepoints`];
   return [`${tool} (libbpf-tools, ${bin.path}) can run here (${attach}) to cross-check ${ours}; the sidecar uses ${ours} on tracepoints`];
 }

@@ -95,7 +95,8 @@ export class ProgramRunner {
   start(): void {
     if (this.#stopping || this.#child) return;
     const { bpftrace, file, args } = this.command;
-    const argv = ['-f', 'json', '-q', file, ...args];
+    // Not -q: it would also drop the attached_probes record that /status reports.
+    const argv = ['-f', 'json', file, ...args];
     const child = spawn(...withPdeathsig([bpftrace, ...argv]), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#child = child;
     this.#startedAt = Date.now();

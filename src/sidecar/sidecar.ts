@@ -67,6 +67,8 @@ const DIRECTION: Readonly<Record<string, Direction>> = { in: 'inbound', out: 'ou
 
 /** Sockets kept in /sockets at most (the newest win). */
 const MAX_SOCKETS = 4096;
+/** A socket leaves /sockets after this many intervals without a segment (closed, or idle): "seen recently". */
+const SOCKET_KEPT_INTERVALS = 3;
 
 export class Sidecar {
   readonly registry = new Registry();
@@ -80,7 +82,8 @@ export class Sidecar {
   readonly runners: ProgramRunner[] = [];
   readonly #families = [this.srtt, this.connectDuration, this.handshakeRtt, this.connectFailures, this.retransmits, this.retransmitErrors, this.synackRetransmits];
   readonly #ports: ReadonlySet<string>;
-  readonly #sockets = new Map<string, SocketRtt>();
+  /** By cookie, least recently seen first; `seenAt` in ms for expiry. */
+  readonly #sockets = new Map<string, SocketRtt & { readonly seenAt: number }>();
   readonly #outputErrors: Counter<'program'>;
   readonly #lostEvents: Counter<'program'>;
   readonly #restarts: Counter<'program'>;
@@ -285,8 +288,18 @@ export class Sidecar {
   #socket(cookieDecimal: string, port: number, srttUs: number, at: string): void {
     const cookie = BigInt(cookieDecimal).toString(16);
     this.#sockets.delete(cookie);
-    this.#sockets.set(cookie, { cookie, port, srttUs, at });
+    this.#sockets.set(cookie, { cookie, port, srttUs, at, seenAt: Date.now() });
     if (this.#sockets.size > MAX_SOCKETS) this.#sockets.delete(this.#sockets.keys().next().value!);
+    this.#expireSockets();
+  }
+
+  /** Drops the sockets not seen for SOCKET_KEPT_INTERVALS intervals (the oldest come first). */
+  #expireSockets(now = Date.now()): void {
+    const oldest = now - SOCKET_KEPT_INTERVALS * this.config.intervalS * 1000;
+    for (const [cookie, s] of this.#sockets) {
+      if (s.seenAt >= oldest) break;
+      this.#sockets.delete(cookie);
+    }
   }
 
   #withDirPort(program: string, keys: readonly string[], use: (labels: { direction: Direction; port: string }) => void): void {
@@ -320,9 +333,10 @@ export class Sidecar {
     return { srtt, retransmits };
   }
 
-  /** The latest srtt of each watched socket seen recently, newest last. */
-  sockets(): SocketRtt[] {
-    return [...this.#sockets.values()];
+  /** The latest srtt of each watched socket seen in the last SOCKET_KEPT_INTERVALS intervals, newest last. */
+  sockets(now = Date.now()): SocketRtt[] {
+    this.#expireSockets(now);
+    return [...this.#sockets.values()].map(({ cookie, port, srttUs, at }) => ({ cookie, port, srttUs, at }));
   }
 
   async metrics(): Promise<string> {

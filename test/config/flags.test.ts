@@ -126,7 +126,8 @@ t.test('int, min and max', async (t) => {
   t.equal(configError(() => parse(['--port=abc'])), '--port must be an integer (got "abc")');
   t.equal(configError(() => parse(['--port='])), '--port must be an integer (got "")');
   t.equal(configError(() => parse(['--port=99999999999999999999'])), '--port must be an integer (got "99999999999999999999")');
-  t.equal(configError(() => parse(['--timeout=50ms'])), '--timeout must be >= 100 (got 50)', 'min applies to durations');
+  t.equal(configError(() => parse(['--timeout=50ms'])), '--timeout must be >= 100 ms (got 50 ms)', 'min applies to durations');
+  t.equal(configError(() => parse(['--timeout=50'])), '--timeout must be >= 100 ms (got 50 ms; a number without a unit is milliseconds)', 'a bare number is said to be milliseconds');
   t.equal(configError(() => parse([], {}, { port: 1.5 })), 'config file key "port" must be an integer (got 1.5)');
   t.equal(configError(() => parse([], {}, { port: true })), 'config file key "port" must be a number');
   t.equal(configError(() => parse([], {}, { port: 70000 })), 'config file key "port" must be <= 65535 (got 70000)');

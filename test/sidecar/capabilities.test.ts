@@ -103,6 +103,10 @@ t.test('nothing can run: no bpftrace, no tracefs (mounting refused), no BTF — 
   t.match(sel.blockers.join('\n'), /tracefs not mounted/);
   if (root) t.ok(calls.some((c) => c[0] === 'mount'), 'root may mount tracefs, and tried');
   t.match(sel.skipped[0]!.why, /needs BTF/);
+  // The tracepoints could not be looked up: that says nothing about the kernel.
+  t.match(sel.skipped[0]!.why, /tracepoint tcp:tcp_probe could not be looked up \(tracefs is not mounted/);
+  t.notMatch(sel.skipped.map((s) => s.why).join('\n'), /missing on this kernel/);
+  t.match(sel.notes[0], /tcprtt \(libbpf-tools\) not used: it attaches with fentry or kprobes, and neither can be used here \(not checked/);
 });
 
 t.test('bpftrace older than 0.17 is refused (its JSON output differs)', async (t) => {

@@ -206,6 +206,7 @@ t.test('SIGTERM: exit 0, no bpftrace left, no BPF program left on a tracepoint',
   const pids = status.programs.map((p) => p.pid!);
   t.equal(pids.length, 3, 'three programs run');
   t.same(pids.map(processName), ['bpftrace', 'bpftrace', 'bpftrace'], '/status pids are bpftrace processes');
+  for (const p of status.programs) t.ok((p as { attachedProbes?: number }).attachedProbes! >= 2, `${p.name}: /status counts its attached probes (${(p as { attachedProbes?: number }).attachedProbes})`);
   t.ok(pids.every((p) => bpftraceProcesses().includes(p)), 'pgrep -x bpftrace lists them');
   const held = pids.flatMap(programIdsHeldBy);
   const tpNow = await tracepointProgramIds();

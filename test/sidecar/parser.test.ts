@@ -104,6 +104,11 @@ t.test('recorded tcp-srtt output: totals become cumulative histograms with sums,
   const [cookie, port] = cookieKey.split(',');
   const sock = s.sockets().find((x) => x.cookie === BigInt(cookie!).toString(16));
   t.same({ port: sock?.port, srttUs: sock?.srttUs }, { port: Number(port), srttUs: srtt }, 'a socket keeps its latest srtt, by cookie in hex as ss prints it');
+  t.same(Object.keys(sock!).sort(), ['at', 'cookie', 'port', 'srttUs']);
+  // Seen recently: three intervals (5 s here) without a segment, and a socket is gone.
+  const now = Date.now();
+  t.ok(s.sockets(now + 14_000).length > 0, 'still listed after 14 s');
+  t.same(s.sockets(now + 16_000), [], 'gone after three intervals unseen');
 });
 
 t.test('recorded tcp-connect output: durations, failures by reason, handshake RTT in both directions', async (t) => {
