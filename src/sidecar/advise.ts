@@ -625,8 +625,24 @@ function label(g: PortObservation): string {
   return `${g.direction} :${g.port}`;
 }
 
-function isLoopbackOnly(g: PortObservation): boolean {
+/** ss's snapshot of the group holds loopback sockets only: its per-socket figures (BDP, retransmits, queues) say nothing about real paths. */
+function ssLoopbackOnly(g: PortObservation): boolean {
   return g.ss !== null && g.ss.basis === 'loopback';
+}
+
+/** The sidecar's RTT histogram has samples for the group: every connection over time, not only those open now. */
+function hasRttSamples(g: PortObservation): boolean {
+  return !!g.metrics?.rttSeconds && g.metrics.samples > 0;
+}
+
+/**
+ * Nothing but loopback is known of the group: ss shows only loopback
+ * sockets and the sidecar has no RTT samples. (A health check's loopback
+ * connection open at the moment of ss does not hide the RTT the sidecar
+ * measured on the clients' connections.)
+ */
+function isLoopbackOnly(g: PortObservation): boolean {
+  return ssLoopbackOnly(g) && !hasRttSamples(g);
 }
 
 /** The RTT of a group: the sidecar's histogram when it has samples (all sockets over time), else ss's snapshot. */
@@ -650,10 +666,14 @@ function bdpFigure(s: Summary, t: Thresholds): { value: number; which: string } 
   return s.n >= t.p90MinSockets ? { value: s.p90, which: 'p90' } : { value: s.max, which: 'max' };
 }
 
-function loopbackSkips(groups: readonly PortObservation[]): string[] {
-  return groups
-    .filter(isLoopbackOnly)
-    .map((g) => `${label(g)}: ${g.ss!.sockets} loopback socket${g.ss!.sockets === 1 ? '' : 's'} only, not used (a loopback path has no bandwidth or loss to tune for)`);
+/** Evidence lines for groups whose ss snapshot was loopback only, and so not used; `rtt`: the rule reads RTTs, which the sidecar may still have. */
+function loopbackSkips(groups: readonly PortObservation[], rtt: boolean): string[] {
+  return groups.filter(ssLoopbackOnly).map((g) => {
+    const sockets = `${g.ss!.sockets} loopback socket${g.ss!.sockets === 1 ? '' : 's'} only`;
+    return rtt && hasRttSamples(g)
+      ? `${label(g)}: ${sockets} in ss, not used; the RTT above is the sidecar's, over every connection`
+      : `${label(g)}: ${sockets}, not used (a loopback path has no bandwidth or loss to tune for)`;
+  });
 }
 
 function unreadable(id: string, s: Setting<unknown>, extra = ''): Advice {
@@ -702,7 +722,7 @@ function ruleSlowStartAfterIdle(host: HostSettings, obs: Observations, t: Thresh
     const algos = g.ss ? Object.entries(g.ss.congestion).map(([k, n]) => `${k} ${n}`) : [];
     return `${rttEvidence(g)}${idle}${algos.length > 0 ? `; sockets use ${algos.join(', ')}` : ''}`;
   });
-  evidence.push(...loopbackSkips(obs.groups));
+  evidence.push(...loopbackSkips(obs.groups, true));
   const base = { id, setting: s.name, current: String(s.value) };
   if (s.value === 0) {
     return { ...base, severity: 'ok', recommended: null, reason: 'Already 0: a connection that was idle keeps its congestion window.', evidence, commands: [], persist: [] };
@@ -756,7 +776,7 @@ function ruleBuffer(spec: BufferRuleSpec, obs: Observations, t: Thresholds): Adv
   const evidence: string[] = [];
   let worst: { value: number; which: string; g: PortObservation } | null = null;
   for (const g of obs.groups) {
-    if (!g.ss || isLoopbackOnly(g)) continue;
+    if (!g.ss || ssLoopbackOnly(g)) continue;
     const sum = spec.side === 'send' ? g.ss.sendBdpBytes : g.ss.rcvSpaceBytes;
     if (!sum) continue;
     const f = bdpFigure(sum, t);
@@ -770,7 +790,7 @@ function ruleBuffer(spec: BufferRuleSpec, obs: Observations, t: Thresholds): Adv
     const keep = evidence.find((e) => e.startsWith(`${label(worst!.g)}:`));
     evidence.length = 0;
     if (keep) evidence.push(keep);
-  } else evidence.push(...loopbackSkips(obs.groups));
+  } else evidence.push(...loopbackSkips(obs.groups, false));
   evidence.push(`${s.name} ${triple ? 'max ' : ''}${max} B (${formatBytes(max)})`);
   const base = { id: spec.id, setting: s.name, current };
   const coreNote = spec.core
@@ -832,7 +852,7 @@ function ruleCongestion(host: HostSettings, obs: Observations, t: Thresholds): A
       parts.push(`rtt p90 ${formatMs(rtt.p90Ms)} (${rtt.source})`);
       if (rtt.p90Ms > t.highRttMs) triggers.push(`${label(g)} rtt p90 ${formatMs(rtt.p90Ms)} > ${t.highRttMs} ms`);
     }
-    if (g.ss) {
+    if (g.ss && !ssLoopbackOnly(g)) {
       for (const [name, sum] of [
         ['send BDP', g.ss.sendBdpBytes],
         ['receive BDP', g.ss.rcvSpaceBytes],
@@ -855,7 +875,7 @@ function ruleCongestion(host: HostSettings, obs: Observations, t: Thresholds): A
     if (g.metrics?.retransmits !== null && g.metrics?.retransmits !== undefined) parts.push(`${g.metrics.retransmits} retransmits (metrics)`);
     if (parts.length > 0) evidence.push(`${label(g)}: ${parts.join('; ')}`);
   }
-  evidence.push(...loopbackSkips(obs.groups));
+  evidence.push(...loopbackSkips(obs.groups, true));
   evidence.push(`bbr: ${host.bbr.state}${host.bbr.evidence.length > 0 ? ` (${host.bbr.evidence.join('; ')})` : ''}`);
   if (cc.startsWith('bbr')) {
     return { ...base, severity: 'ok', recommended: null, reason: `Already ${cc}.`, evidence, commands: [], persist: [] };
@@ -928,7 +948,7 @@ function ruleNotsentLowat(host: HostSettings, obs: Observations, t: Thresholds):
     if (g.direction !== 'inbound' || !g.ss) continue;
     const n = g.ss.notsentBytes;
     const queued = n ? `unsent bytes queued p50 ${formatBytes(n.p50)}, max ${formatBytes(n.max)} over ${n.n} socket${n.n === 1 ? '' : 's'}` : 'no unsent bytes queued';
-    evidence.push(`${label(g)}: ${queued}${isLoopbackOnly(g) ? ' (loopback only)' : ''}`);
+    evidence.push(`${label(g)}: ${queued}${ssLoopbackOnly(g) ? ' (loopback only)' : ''}`);
   }
   const wmem = host.tcpWmem.value;
   if (wmem) evidence.push(`net.ipv4.tcp_wmem max ${formatBytes(wmem.max)}: how much a stream's socket can queue without a limit`);

@@ -374,6 +374,15 @@ t.test('slow-start-after-idle', async (t) => {
   const viaMetrics = byId(run(host(), [sock({ peer: '10.0.0.2:6379', rttMs: 2 })], hist), 'slow-start-after-idle');
   t.equal(viaMetrics.severity, 'recommend');
   hasLine(t, viaMetrics.evidence, /^outbound :6379: rtt p50 32\.8 ms, p90 59\.0 ms \(metrics, 20 samples\); sockets use cubic 1$/);
+  // A loopback connection open when ss looks (a local health check) does not hide the RTT the sidecar measured on every connection.
+  const localNow = [sock({ local: '127.0.0.1:40000', peer: '127.0.0.1:6379', rttMs: 0.05 })];
+  const withLocal = byId(run(host(), localNow, hist), 'slow-start-after-idle');
+  t.equal(withLocal.severity, 'recommend', 'the samples still count');
+  hasLine(t, withLocal.evidence, /^outbound :6379: rtt p50 32\.8 ms, p90 59\.0 ms \(metrics, 20 samples\)/);
+  hasLine(t, withLocal.evidence, /^outbound :6379: 1 loopback socket only in ss, not used; the RTT above is the sidecar's, over every connection$/);
+  t.notOk(withLocal.evidence.some((e) => e.includes('(loopback only)')), 'the RTT is not called loopback');
+  // The same loopback socket without samples: nothing is known of real paths.
+  t.equal(byId(run(host(), localNow), 'slow-start-after-idle').severity, 'ok');
   // bbr sockets skip the restart whatever the sysctl says (the kernel checks ca_ops->cong_control).
   const bbr = byId(run(host(), pooled.map((s) => ({ ...s, congestion: 'bbr' }))), 'slow-start-after-idle');
   t.match(bbr, { severity: 'ok', recommended: null, reason: /outbound :6379\) use bbr, which the kernel exempts/ });
