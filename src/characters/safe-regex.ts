@@ -4,7 +4,12 @@
  * and a chat message is attacker-controlled input, so patterns are checked at
  * load time and rejected when they have the shapes that backtrack badly:
  *  - a group repeated without a small bound (`*`, `+`, `{n,m}` with m > 10)
- *    that contains an unbounded quantifier or an alternation (`(a+)+`, `(a|aa)*`, `(\w+\s?){2,100}`),
+ *    that contains a quantifier of variable count or an alternation
+ *    (`(a+)+`, `(a{1,5})+`, `(a?a)*`, `(a|aa)*`, `(\w+\s?){2,100}`): the
+ *    ways to split a run of input between its repetitions grow exponentially;
+ *  - a group repeated a variable number of times, even a small one, that
+ *    contains a repetition of variable count (`(a+){1,10}`, `(a{1,5}){2,8}`):
+ *    the splits grow as a power of the input's length;
  *  - back-references (`\1`, `\k<name>`),
  *  - more unbounded quantifiers (`*`, `+`, and `{n,m}` with m > 10 or no m)
  *    than keep the worst case within the square of the message length: each
@@ -22,7 +27,13 @@ export const MAX_PATTERN_LENGTH = 500;
 interface Frame {
   hasUnbounded: boolean;
   hasAlternation: boolean;
+  /** A quantifier whose count varies (`?`, `*`, `+`, `{n,m}` with m > n). */
+  hasVariable: boolean;
+  /** A quantifier whose count varies and may exceed 1 (`*`, `+`, `{n,m}` with m > n and m > 1). */
+  hasRepeat: boolean;
 }
+
+const frame = (): Frame => ({ hasUnbounded: false, hasAlternation: false, hasVariable: false, hasRepeat: false });
 
 /** Returns a reason when the pattern is unsafe or invalid, undefined when it is fine. */
 export function checkRegex(pattern: string, flags: string): string | undefined {
@@ -32,7 +43,7 @@ export function checkRegex(pattern: string, flags: string): string | undefined {
   } catch (err) {
     return (err as Error).message;
   }
-  const stack: Frame[] = [{ hasUnbounded: false, hasAlternation: false }];
+  const stack: Frame[] = [frame()];
   let unbounded = 0;
   // What the next quantifier applies to: a closed group's frame, or an atom.
   let lastGroup: Frame | undefined;
@@ -58,7 +69,7 @@ export function checkRegex(pattern: string, flags: string): string | undefined {
       continue;
     }
     if (c === '(') {
-      stack.push({ hasUnbounded: false, hasAlternation: false });
+      stack.push(frame());
       i++;
       if (pattern[i] === '?') {
         // (?: (?= (?! (?<= (?<! (?<name>
@@ -74,6 +85,8 @@ export function checkRegex(pattern: string, flags: string): string | undefined {
       const closed = stack.pop()!;
       const parent = top();
       parent.hasUnbounded ||= closed.hasUnbounded;
+      parent.hasVariable ||= closed.hasVariable;
+      parent.hasRepeat ||= closed.hasRepeat;
       lastGroup = closed;
       i++;
       continue;
@@ -84,31 +97,43 @@ export function checkRegex(pattern: string, flags: string): string | undefined {
       i++;
       continue;
     }
-    let isUnbounded = false;
     let isQuantifier = false;
+    let min = 0;
+    let max = 0;
     let len = 1;
     if (c === '*' || c === '+') {
-      isQuantifier = isUnbounded = true;
+      isQuantifier = true;
+      min = c === '*' ? 0 : 1;
+      max = Infinity;
     } else if (c === '?') {
       isQuantifier = true;
+      max = 1;
     } else if (c === '{') {
       const m = /^\{(\d+)(,(\d*))?\}/.exec(pattern.slice(i));
       if (m) {
         isQuantifier = true;
         len = m[0].length;
-        const max = m[2] === undefined ? Number(m[1]) : m[3] === '' ? Infinity : Number(m[3]);
-        isUnbounded = max > 10;
+        min = Number(m[1]);
+        max = m[2] === undefined ? min : m[3] === '' ? Infinity : Number(m[3]);
       }
     }
     if (isQuantifier) {
       if (pattern[i + len] === '?') len++; // lazy variant
-      if (isUnbounded && lastGroup && (lastGroup.hasUnbounded || lastGroup.hasAlternation)) {
+      const isUnbounded = max > 10;
+      const isVariable = max > min;
+      const isRepeat = isVariable && max > 1;
+      if (isUnbounded && lastGroup && (lastGroup.hasVariable || lastGroup.hasAlternation)) {
         return 'a repeated group contains a repetition or an alternation (nested quantifiers backtrack exponentially)';
+      }
+      if (isRepeat && lastGroup?.hasRepeat) {
+        return 'a group repeated a variable number of times contains a repetition of variable count (nested quantifiers backtrack polynomially or worse)';
       }
       if (isUnbounded) {
         unbounded++;
         top().hasUnbounded = true;
       }
+      if (isVariable) top().hasVariable = true;
+      if (isRepeat) top().hasRepeat = true;
       lastGroup = undefined;
       i += len;
       continue;

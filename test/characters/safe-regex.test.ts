@@ -39,8 +39,10 @@ t.test('ordinary patterns are accepted', async (t) => {
     '(a+)?',
     '(a|b)?',
     '(a+){2}',
-    '(a{1,2})+',
-    '(a[+]?)+',
+    '(a{2})+',
+    '(ab?){1,10}',
+    '(foo|bar){0,3}',
+    '([a-z]+)?x',
     '(a|b){1,10}',
     'x{1,100}',
     '\\u{1F600}+',
@@ -58,6 +60,14 @@ t.test('ordinary patterns are accepted', async (t) => {
 
 t.test('nested quantifiers are rejected', async (t) => {
   const bad = [
+    // A bounded but variable count inside an unbounded repetition: /(a{1,2})+b/
+    // splits a run of a's in Fibonacci-many ways (77 ms on 28 a's, 25 s on 40).
+    '(a{1,2})+',
+    '(a{1,5})+b',
+    '(a?a)*',
+    // Conservative: an optional part inside an unbounded repetition is refused even
+    // where the parts cannot overlap (write a[a+]* for this one).
+    '(a[+]?)+',
     '(a+)+$',
     '(a|aa)*',
     '(?:x+)*',
@@ -75,6 +85,10 @@ t.test('nested quantifiers are rejected', async (t) => {
     '(.*a)+',
   ];
   for (const p of bad) t.equal(checkRegex(p, 'iu'), NESTED, `rejects /${p}/`);
+  // A small variable count around a variable repetition: the splits grow as a power of the length.
+  for (const p of ['(a+){1,10}', '(a{1,5}){2,8}', '(\\w+){1,3}$', '(?:a*b?){0,4}']) {
+    t.equal(checkRegex(p, 'iu'), 'a group repeated a variable number of times contains a repetition of variable count (nested quantifiers backtrack polynomially or worse)', `rejects /${p}/`);
+  }
 });
 
 t.test('back-references are rejected', async (t) => {
