@@ -3,7 +3,7 @@
  * one Character object at its start and uses it to the end, so replacing an
  * entry (hot reload) never changes a turn in progress.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { NpcdError } from '../errors.js';
 import { formatIssue, MAX_LOREBOOK_BYTES, parseCharacterScript } from './script.js';
@@ -159,13 +159,57 @@ export function listCharacterFiles(dir: string): string[] {
 export const CHARACTER_FILE_RE = /\.(ya?ml|png|json)$/i;
 const SCRIPT_RE = /\.ya?ml$/i;
 
-/** A script or a card (JSON files are opened to see whether they hold a card). */
+/** The first `bytes` bytes of a file, as UTF-8 text. */
+function readHead(file: string, bytes: number): string {
+  const fd = openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(bytes);
+    return buf.toString('utf8', 0, readSync(fd, buf, 0, bytes, 0));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** JSON files up to this size are parsed to tell a card from a lorebook; larger ones are judged by their start. */
+const CLASSIFY_PARSE_BYTES = 32 * 1024 * 1024;
+/** The text fields of a V1 card (a bare object with the character's fields at the top). */
+const V1_CARD_FIELDS = ['description', 'personality', 'scenario', 'first_mes', 'mes_example'];
+
+/**
+ * Whether a parsed JSON value is a Character Card rather than a lorebook
+ * (World Info, whose entries are at the top): a card names its spec
+ * (chara_card_v2/v3), or wraps the character in `data` with a name (V2/V3),
+ * or is a V1 card: a name beside any of the card's text fields.
+ */
+export function looksLikeCard(v: unknown): boolean {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+  const o = v as Record<string, unknown>;
+  if (Object.hasOwn(o, 'entries')) return false;
+  if (typeof o.spec === 'string' && /^chara_card_v\d/.test(o.spec)) return true;
+  const data = o.data;
+  if (data !== null && typeof data === 'object' && !Array.isArray(data) && typeof (data as Record<string, unknown>).name === 'string') return true;
+  return typeof o.name === 'string' && V1_CARD_FIELDS.some((k) => typeof o[k] === 'string');
+}
+
+/**
+ * A script or a card. A JSON file is parsed to see whether it holds a card
+ * (by its shape, as an imported card is written: its fields may come in any
+ * order and it may lack first_mes); one too large to parse is judged by its
+ * first 64 KiB.
+ */
 export function isCharacterFile(file: string): boolean {
   if (SCRIPT_RE.test(file) || /\.png$/i.test(file)) return true;
   if (!/\.json$/i.test(file)) return false;
   try {
-    // A card names its spec or has V1 card fields; a lorebook has entries.
-    const head = readFileSync(file, 'utf8').slice(0, 1 << 16);
+    const text = statSync(file).size <= CLASSIFY_PARSE_BYTES ? readFileSync(file, 'utf8') : undefined;
+    if (text !== undefined) {
+      try {
+        return looksLikeCard(JSON.parse(text));
+      } catch {
+        // Not JSON (a card cut short, say): judged by its start below, so that a broken card is reported, not ignored.
+      }
+    }
+    const head = text?.slice(0, 1 << 16) ?? readHead(file, 1 << 16);
     return /"spec"\s*:\s*"chara_card_v[23]"/.test(head) || /"first_mes"\s*:/.test(head);
   } catch {
     return false;

@@ -2,7 +2,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { CharacterRegistry, formatIssue, MAX_SCRIPT_BYTES } from '../../src/characters/registry.js';
+import { checkFile } from '../../src/characters/check.js';
+import { CharacterRegistry, formatIssue, listCharacterFiles, looksLikeCard, MAX_SCRIPT_BYTES } from '../../src/characters/registry.js';
 import { parseCharacterScript } from '../../src/characters/script.js';
 import type { Character } from '../../src/characters/types.js';
 import { NpcdError } from '../../src/errors.js';
@@ -161,4 +162,28 @@ t.test('a file that changes its id must not take another file\'s id', async (t) 
   t.ok(threw, 'id "b" of f2.yaml is refused');
   t.equal(r.get('b'), beta, 'f2.yaml keeps "b"');
   t.equal(r.get('Beta'), beta, 'and "Beta" still resolves');
+});
+
+t.test('JSON files are told apart by shape: cards in any field order and without first_mes load; lorebooks and other JSON do not', async (t) => {
+  const dir = t.testdir({
+    'v1-no-first-mes.json': JSON.stringify({ name: 'V1 NoFirst', description: 'A quiet clerk.', mes_example: '<START>\n{{char}}: Yes?' }),
+    'data-no-spec.json': JSON.stringify({ data: { name: 'NoSpec', description: 'No spec field.' }, spec_version: '3.0' }),
+    // The card's data (a 70 KB description) before its spec: the spec is past the first 64 KiB.
+    'spec-last.json': `{"data":{"name":"Spec Last","description":"${'x'.repeat(70_000)}","first_mes":"Hi."},"spec":"chara_card_v2","spec_version":"2.0"}`,
+    'world-info.json': JSON.stringify({ entries: { 0: { uid: 0, key: ['dragon'], content: 'Dragons sleep.' } } }),
+    'settings.json': JSON.stringify({ theme: 'dark' }),
+    // A card cut short is still a card: it is reported, not skipped.
+    'broken-card.json': '{"spec":"chara_card_v2","data":{"name":"Bro',
+  });
+  const files = listCharacterFiles(dir).map((f) => f.slice(dir.length + 1));
+  t.same(files, ['broken-card.json', 'data-no-spec.json', 'spec-last.json', 'v1-no-first-mes.json']);
+  const r = new CharacterRegistry();
+  const { loaded, failed } = r.loadDirectory(dir);
+  t.same(loaded.map((c) => c.name).sort(), ['NoSpec', 'Spec Last', 'V1 NoFirst']);
+  t.same(failed.map((i) => i.file.slice(dir.length + 1)), ['broken-card.json']);
+  // npcd check reads them as cards too, not as lorebooks.
+  for (const f of ['v1-no-first-mes.json', 'data-no-spec.json', 'spec-last.json']) t.same(checkFile(join(dir, f)), [], `${f}: checked as a card`);
+  t.same(checkFile(join(dir, 'world-info.json')), [], 'the lorebook is checked as a lorebook');
+  t.equal(looksLikeCard({ name: 'Only a name' }), false, 'a name alone is not a card');
+  t.equal(looksLikeCard([]), false);
 });
