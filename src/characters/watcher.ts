@@ -100,10 +100,17 @@ export class CharacterWatcher {
     for (const script of scripts) this.reload(script);
   }
 
+  /**
+   * A file went away. Files that failed are parsed again: one may have been
+   * refused for the id or name this file held (a rename reports the new name
+   * before the old one is gone, so the new file was refused as a duplicate).
+   */
   private remove(file: string): void {
-    const id = this.options.registry.deleteSource(file);
+    const { registry } = this.options;
+    const id = registry.deleteSource(file);
     this.log.info({ file, id }, id ? `character ${id} removed` : 'character file removed');
     this.options.onReload?.(file, 'removed');
+    for (const failed of [...registry.failures.keys()]) if (failed !== file && CHARACTER_FILE_RE.test(basename(failed))) this.reload(failed);
   }
 
   async close(): Promise<void> {

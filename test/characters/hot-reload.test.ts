@@ -134,3 +134,28 @@ t.test('a lorebook file in the folder reloads the scripts that use it', async (t
   await until('back', async () => (server.registry.get('echo')?.lorebooks[0]?.entries[0]?.content === 'The lantern is green.' ? true : undefined));
   t.notOk(server.registry.failures.has(join(dir, 'echo.yaml')), 'the failed script loads once its lorebook is back');
 });
+
+t.test('a renamed file keeps its character; a file refused as a duplicate loads once the other is gone', async (t) => {
+  const dir = folder(t);
+  // No id: it comes from the file name, and the name stays the same across the rename.
+  writeFileSync(join(dir, 'wanderer.yaml'), script('hello').replace('id: echo\n', '').replace('name: Echo', 'name: Wanderer'));
+  const { http } = await testServer(t, { characters: dir, watch: true });
+  const byName = async () => (await getJson(`${http}/v1/characters/Wanderer`)).body;
+  t.equal((await byName()).id, 'wanderer');
+  renameSync(join(dir, 'wanderer.yaml'), join(dir, 'wanderer-2.yaml'));
+  const moved = await until('the renamed file to serve', async () => {
+    const b = await byName();
+    return b.id === 'wanderer-2' ? b : undefined;
+  });
+  t.equal(moved.greeting, 'hello', 'served from the new file name');
+  t.same((await getJson(`${http}/v1/characters`)).body.failures, [], 'no failure left behind');
+
+  // A second file with echo's id is refused while echo.yaml holds it…
+  writeFileSync(join(dir, 'copy.yaml'), script('from the copy'));
+  await until('the duplicate refused', async () => ((await getJson(`${http}/v1/characters`)).body.failures.length > 0 ? true : undefined));
+  t.equal((await getJson(`${http}/v1/characters/echo`)).body.greeting, 'v1');
+  // …and takes over when echo.yaml is deleted.
+  rmSync(join(dir, 'echo.yaml'));
+  await until('the copy to serve', async () => ((await getJson(`${http}/v1/characters/echo`)).body.greeting === 'from the copy' ? true : undefined));
+  t.same((await getJson(`${http}/v1/characters`)).body.failures, []);
+});
