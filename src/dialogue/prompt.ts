@@ -227,7 +227,7 @@ function recentTexts(c: Character, history: readonly Turn[]): string[] {
 
 /** Lore text per turn within this budget, in approximate tokens. */
 export const LORE_TOKEN_BUDGET = 1024;
-/** Most recent messages a lorebook scans (books and entries may ask for fewer). */
+/** Most recent messages a lorebook scans, the user's message included (books and entries may set their own depth). */
 const LORE_SCAN_MESSAGES = 8;
 
 /**
@@ -242,7 +242,8 @@ function activeLore(c: Character, recent: readonly string[], userText: string, c
   let budget = LORE_TOKEN_BUDGET;
   for (const book of c.lorebooks) {
     if (budget <= 0) break;
-    const result = activate(book, { messages, budgetTokens: budget, render: macro });
+    // Books and entries without a scan depth of their own scan every message given.
+    const result = activate(book, { messages, budgetTokens: budget, render: macro, scanDepth: LORE_SCAN_MESSAGES });
     if (result.entries.length === 0) continue;
     parts.push(formatLore(result.entries));
     budget -= result.tokens;

@@ -54,3 +54,18 @@ t.test('a missing or broken lorebook is a problem of the script, with its line',
   t.match(unsafe.issues[0]?.message, /lorebook .*\$\.entries.*key/);
   t.equal(parseCharacterScript('name: X\nlorebooks: [a.json]\n', '/x/x.yaml').issues[0]?.message, 'lorebook "a.json": this reader cannot open files', 'parsing itself does no I/O');
 });
+
+t.test('lore mentioned a few messages back still activates: the message and the latest 7 are scanned', async (t) => {
+  const { character } = script(t, WORLD_INFO);
+  const turn = (role: 'user' | 'assistant', text: string, i: number): Turn => ({ id: `m${i}`, role, character: character!.id, text, at: i, tokens: 5 });
+  const history: Turn[] = [
+    turn('user', 'What is Eldoria?', 1),
+    turn('assistant', 'A forest.', 2),
+    turn('user', 'and then?', 3),
+    turn('assistant', 'Nothing more.', 4),
+  ];
+  const lore = (h: Turn[]) => buildPrompt({ character: character!, state: 'default', history: h, userText: 'go on', context: ctx }).messages.find((m) => m.content.startsWith('World info:'));
+  t.match(lore(history)?.content, /Eldoria is here/, 'four messages back');
+  const longAgo = [turn('user', 'What is Eldoria?', 0), ...Array.from({ length: 7 }, (_, i) => turn(i % 2 ? 'user' : 'assistant', 'mm', i + 1))];
+  t.equal(lore(longAgo), undefined, 'eight messages back is out of reach');
+});
