@@ -7,9 +7,9 @@ import { statSync } from 'node:fs';
 import { parseLorebookJson } from '../lore/index.js';
 import { parsePersona } from '../persona/index.js';
 import { loadCard } from './cards/convert.js';
-import { CHARACTER_FILE_RE, isCharacterFile, listCharacterFiles, readCharacterFile, readReferencedFile } from './registry.js';
+import { CHARACTER_FILE_RE, CharacterRegistry, isCharacterFile, listCharacterFiles, readCharacterFile, readReferencedFile } from './registry.js';
 import { formatIssue, parseCharacterScript } from './script.js';
-import type { CharacterIssue } from './types.js';
+import type { Character, CharacterIssue } from './types.js';
 
 export interface CheckReport {
   readonly files: number;
@@ -27,13 +27,18 @@ function expand(path: string): string[] | CharacterIssue {
 
 /** Checks one file by its kind: a script, a Character Card, a lorebook, or a persona. */
 export function checkFile(file: string): CharacterIssue[] {
-  if (/\.persona$/i.test(file)) return checkPersonaFile(file);
-  if (/\.json$/i.test(file) && !isCharacterFile(file)) return checkLorebookFile(file);
-  if (!CHARACTER_FILE_RE.test(file)) return [{ file, line: 1, column: 1, message: 'not a character file: expected .yaml, .yml, .png, .json or .persona' }];
+  return [...checkOne(file).issues];
+}
+
+/** A file's problems, and the character it defines when it is a script or card that loads. */
+function checkOne(file: string): { issues: readonly CharacterIssue[]; character?: Character } {
+  if (/\.persona$/i.test(file)) return { issues: checkPersonaFile(file) };
+  if (/\.json$/i.test(file) && !isCharacterFile(file)) return { issues: checkLorebookFile(file) };
+  if (!CHARACTER_FILE_RE.test(file)) return { issues: [{ file, line: 1, column: 1, message: 'not a character file: expected .yaml, .yml, .png, .json or .persona' }] };
   const read = readCharacterFile(file);
-  if ('issues' in read) return read.issues;
-  if ('text' in read) return [...parseCharacterScript(read.text, file, { readFile: readReferencedFile }).issues];
-  return [...loadCard(read.bytes, file).issues];
+  if ('issues' in read) return { issues: read.issues };
+  if ('text' in read) return parseCharacterScript(read.text, file, { readFile: readReferencedFile });
+  return loadCard(read.bytes, file);
 }
 
 function checkPersonaFile(file: string): CharacterIssue[] {
@@ -58,9 +63,14 @@ export function check(paths: readonly string[]): CheckReport {
       issues.push(expanded);
       continue;
     }
+    // A folder is loaded as the server loads it, in name order: a file whose
+    // id or name an earlier one took is refused there, so it is a problem here.
+    const folder = new CharacterRegistry();
     for (const file of expanded) {
       files++;
-      issues.push(...checkFile(file));
+      const { issues: own, character } = checkOne(file);
+      issues.push(...own);
+      if (character) issues.push(...folder.apply(file, { character, issues: [] }).issues);
     }
   }
   return { files, issues };

@@ -33,3 +33,16 @@ t.test('npcd check: usage', async (t) => {
   t.equal(help.code, 0);
   t.equal((await runCli(['check', '--frobnicate'])).code, 2);
 });
+
+t.test('npcd check: a folder is checked as the server loads it, so a duplicate id or name is a problem', async (t) => {
+  const dir = t.testdir({
+    'aaa.yaml': 'id: mara\nname: First\ntriggers:\n  - on_mention: true\n    respond: hi\n',
+    'bbb.yaml': 'id: mara\nname: Second\ntriggers:\n  - on_mention: true\n    respond: hi\n',
+    'ccc.yaml': 'id: other\nname: first\ntriggers:\n  - on_mention: true\n    respond: hi\n',
+    'ddd.yaml': 'id: fine\nname: Fine\ntriggers:\n  - on_mention: true\n    respond: hi\n',
+  });
+  const r = await runCli(['check', dir]);
+  t.equal(r.code, 1, r.stdout + r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  t.match(lines, [/bbb\.yaml:1:1: .*id "mara" or name "Second" is already used by .*aaa\.yaml/, /ccc\.yaml:1:1: .*is already used by .*aaa\.yaml/, /^4 files checked, 2 with problems$/]);
+});
