@@ -14,6 +14,8 @@ import type { Character, CharacterIssue } from './types.js';
 export interface CheckReport {
   readonly files: number;
   readonly issues: readonly CharacterIssue[];
+  /** Problems that do not stop a file loading; printed, but the check still passes. */
+  readonly warnings: readonly CharacterIssue[];
 }
 
 /** The files a path names: itself, or a folder's character files. */
@@ -30,10 +32,10 @@ export function checkFile(file: string): CharacterIssue[] {
   return [...checkOne(file).issues];
 }
 
-/** A file's problems, and the character it defines when it is a script or card that loads. */
-function checkOne(file: string): { issues: readonly CharacterIssue[]; character?: Character } {
-  if (/\.persona$/i.test(file)) return { issues: checkPersonaFile(file) };
-  if (/\.json$/i.test(file) && !isCharacterFile(file)) return { issues: checkLorebookFile(file) };
+/** A file's problems, its warnings, and the character it defines when it is a script or card that loads. */
+function checkOne(file: string): { issues: readonly CharacterIssue[]; warnings?: readonly CharacterIssue[]; character?: Character } {
+  if (/\.persona$/i.test(file)) return checkPersonaFile(file);
+  if (/\.json$/i.test(file) && !isCharacterFile(file)) return checkLorebookFile(file);
   if (!CHARACTER_FILE_RE.test(file)) return { issues: [{ file, line: 1, column: 1, message: 'not a character file: expected .yaml, .yml, .png, .json or .persona' }] };
   const read = readCharacterFile(file);
   if ('issues' in read) return { issues: read.issues };
@@ -41,21 +43,31 @@ function checkOne(file: string): { issues: readonly CharacterIssue[]; character?
   return loadCard(read.bytes, file);
 }
 
-function checkPersonaFile(file: string): CharacterIssue[] {
-  const text = readReferencedFile(file);
-  if (text instanceof Error) return [{ file, line: 1, column: 1, message: text.message }];
-  return parsePersona(text).issues.filter((i) => i.severity === 'error').map((i) => ({ file, line: i.line, column: i.column, message: i.message }));
+type Checked = { issues: CharacterIssue[]; warnings: CharacterIssue[] };
+
+/** Issues of one severity or the other, split. */
+function split<T extends { severity: string }>(all: readonly T[], toIssue: (i: T) => CharacterIssue): Checked {
+  const out: Checked = { issues: [], warnings: [] };
+  for (const i of all) (i.severity === 'error' ? out.issues : out.warnings).push(toIssue(i));
+  return out;
 }
 
-function checkLorebookFile(file: string): CharacterIssue[] {
+function checkPersonaFile(file: string): Checked {
   const text = readReferencedFile(file);
-  if (text instanceof Error) return [{ file, line: 1, column: 1, message: text.message }];
+  if (text instanceof Error) return { issues: [{ file, line: 1, column: 1, message: text.message }], warnings: [] };
+  return split(parsePersona(text).issues, (i) => ({ file, line: i.line, column: i.column, message: i.message }));
+}
+
+function checkLorebookFile(file: string): Checked {
+  const text = readReferencedFile(file);
+  if (text instanceof Error) return { issues: [{ file, line: 1, column: 1, message: text.message }], warnings: [] };
   // Lorebook problems are located by JSON path, not line.
-  return parseLorebookJson(text).issues.filter((i) => i.severity === 'error').map((i) => ({ file, line: 1, column: 1, message: `${i.path}: ${i.message}` }));
+  return split(parseLorebookJson(text).issues, (i) => ({ file, line: 1, column: 1, message: `${i.path}: ${i.message}` }));
 }
 
 export function check(paths: readonly string[]): CheckReport {
   const issues: CharacterIssue[] = [];
+  const warnings: CharacterIssue[] = [];
   let files = 0;
   for (const path of paths) {
     const expanded = expand(path);
@@ -68,12 +80,13 @@ export function check(paths: readonly string[]): CheckReport {
     const folder = new CharacterRegistry();
     for (const file of expanded) {
       files++;
-      const { issues: own, character } = checkOne(file);
+      const { issues: own, warnings: warned = [], character } = checkOne(file);
       issues.push(...own);
+      warnings.push(...warned);
       if (character) issues.push(...folder.apply(file, { character, issues: [] }).issues);
     }
   }
-  return { files, issues };
+  return { files, issues, warnings };
 }
 
 export const CHECK_HELP = `Usage: npcd check PATH...
@@ -82,8 +95,10 @@ Validates character files without starting a server: scripts (*.yaml,
 *.yml), Character Cards (*.png, *.json), lorebooks (World Info *.json) and
 persona DSL files (*.persona). A PATH may be a file or a folder (its scripts
 and cards). Every problem is
-printed as file:line:column: message. Exits 0 when every file is valid,
-1 when any has a problem, 2 on bad usage.
+printed as file:line:column: message, and every warning (something read
+anyway, such as an unknown persona trait) as file:line:column: warning:
+message. Exits 0 when every file is valid (warnings or not), 1 when any has
+a problem, 2 on bad usage.
 `;
 
 export function runCheck(argv: readonly string[], out: (s: string) => void): number {
@@ -96,9 +111,11 @@ export function runCheck(argv: readonly string[], out: (s: string) => void): num
     out(unknown ? `npcd check: unknown option ${unknown}\n\n${CHECK_HELP}` : CHECK_HELP);
     return 2;
   }
-  const { files, issues } = check(argv);
+  const { files, issues, warnings } = check(argv);
   for (const issue of issues) out(`${formatIssue(issue)}\n`);
+  for (const w of warnings) out(`${formatIssue({ ...w, message: `warning: ${w.message}` })}\n`);
   const bad = new Set(issues.map((i) => i.file)).size;
-  out(`${files} file${files === 1 ? '' : 's'} checked, ${bad} with problems\n`);
+  const warned = warnings.length > 0 ? `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}` : '';
+  out(`${files} file${files === 1 ? '' : 's'} checked, ${bad} with problems${warned}\n`);
   return issues.length > 0 ? 1 : 0;
 }

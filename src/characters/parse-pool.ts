@@ -33,6 +33,8 @@ export interface ParsePoolOptions {
 export interface ParseOutcome {
   readonly character?: Character;
   readonly issues: readonly CharacterIssue[];
+  /** Problems that do not stop the character loading (logged, shown by npcd check, returned by an import). */
+  readonly warnings?: readonly CharacterIssue[];
   /** For a Character Card, the card as imported (export writes it back). */
   readonly card?: Card;
   /** For `importCard`, the file the card names in the folder. */
@@ -105,7 +107,8 @@ export class ParsePool {
     } finally {
       clearTimeout(timer);
     }
-    return result.character ? { character: fromCharacterData(result.character), issues: result.issues, card: result.card, file: result.file } : { issues: result.issues };
+    const warnings = result.warnings ?? [];
+    return result.character ? { character: fromCharacterData(result.character), issues: result.issues, warnings, card: result.card, file: result.file } : { issues: result.issues, warnings };
   }
 
   close(): Promise<void> {

@@ -23,6 +23,8 @@ export type ParseTask =
 export interface ParseTaskResult {
   readonly character?: CharacterData;
   readonly issues: readonly CharacterIssue[];
+  /** Problems that do not stop the character loading. */
+  readonly warnings?: readonly CharacterIssue[];
   /** The card as imported (kept for export), for card tasks. */
   readonly card?: Card;
   /** For an import, the file the card names. */
@@ -40,14 +42,16 @@ export default function parse(task: ParseTask): ParseTaskResult {
 function parseTask(task: ParseTask): ParseTaskResult {
   switch (task.kind) {
     case 'script': {
-      const { character, issues } = parseCharacterScript(task.text, task.file, { readFile: readReferencedFile });
-      return character ? { character: toCharacterData(character), issues } : { issues };
+      const { character, issues, warnings } = parseCharacterScript(task.text, task.file, { readFile: readReferencedFile });
+      return character ? { character: toCharacterData(character), issues, warnings } : { issues, warnings };
     }
     case 'card': {
       const dir = task.importInto;
       const ext = task.bytes[0] === 0x89 ? 'png' : 'json';
       const loaded = loadCard(task.bytes, task.file, dir === undefined ? undefined : (card) => join(dir, cardFileName(card, ext)));
-      return loaded.character && loaded.card ? { character: toCharacterData(loaded.character), issues: [], card: loaded.card, file: loaded.file } : { issues: loaded.issues };
+      return loaded.character && loaded.card
+        ? { character: toCharacterData(loaded.character), issues: [], warnings: loaded.warnings, card: loaded.card, file: loaded.file }
+        : { issues: loaded.issues, warnings: loaded.warnings };
     }
     default:
       return { issues: [{ file: String((task as ParseTask).file), line: 1, column: 1, message: `unknown parse task ${JSON.stringify((task as { kind: unknown }).kind)}` }] };

@@ -81,23 +81,24 @@ export class CharacterRegistry {
    * file's previous one in one step (turns in progress keep the object they
    * took); a failure is recorded and the last good version keeps serving.
    */
-  apply(file: string, outcome: { character?: Character; issues: readonly CharacterIssue[]; card?: Card }): { character?: Character; issues: CharacterIssue[] } {
+  apply(file: string, outcome: ParsedFile): { character?: Character; issues: CharacterIssue[]; warnings: readonly CharacterIssue[] } {
+    const warnings = outcome.warnings ?? [];
     if (!outcome.character) {
       const issues = [...outcome.issues];
       this.failures.set(file, issues);
-      return { issues };
+      return { issues, warnings };
     }
     try {
       this.set(outcome.character);
     } catch (err) {
       const issues = [{ file, line: 1, column: 1, message: (err as NpcdError).message }];
       this.failures.set(file, issues);
-      return { issues };
+      return { issues, warnings };
     }
     this.failures.delete(file);
     if (outcome.card) this.cards.set(file, outcome.card);
     else this.cards.delete(file);
-    return { character: outcome.character, issues: [] };
+    return { character: outcome.character, issues: [], warnings };
   }
 
   delete(id: string): boolean {
@@ -112,34 +113,38 @@ export class CharacterRegistry {
    * Loads every *.yaml / *.yml file of a folder. Files that fail are recorded in
    * `failures` (and returned) and skipped; the others load.
    */
-  loadDirectory(dir: string): { loaded: Character[]; failed: CharacterIssue[] } {
+  loadDirectory(dir: string): DirectoryLoad {
     const loaded: Character[] = [];
     const failed: CharacterIssue[] = [];
+    const warnings: CharacterIssue[] = [];
     for (const file of listCharacterFiles(dir)) {
       const result = this.loadFile(file);
       if (result.character) loaded.push(result.character);
       failed.push(...result.issues);
+      warnings.push(...result.warnings);
     }
-    return { loaded, failed };
+    return { loaded, failed, warnings };
   }
 
   /** Parses one file inline and applies it (see `apply`). */
-  loadFile(file: string): { character?: Character; issues: CharacterIssue[] } {
+  loadFile(file: string): ReturnType<CharacterRegistry['apply']> {
     return this.apply(file, parseInline(file, readCharacterFile(file)));
   }
 
   /** Like loadDirectory, parsing in the worker pool. */
-  async loadDirectoryWith(dir: string, pool: ParsePool): Promise<{ loaded: Character[]; failed: CharacterIssue[] }> {
+  async loadDirectoryWith(dir: string, pool: ParsePool): Promise<DirectoryLoad> {
     const files = listCharacterFiles(dir);
     const outcomes = await Promise.all(files.map(async (file) => ({ file, outcome: await pool.parseRead(file, readCharacterFile(file)) })));
     const loaded: Character[] = [];
     const failed: CharacterIssue[] = [];
+    const warnings: CharacterIssue[] = [];
     for (const { file, outcome } of outcomes) {
       const result = this.apply(file, outcome);
       if (result.character) loaded.push(result.character);
       failed.push(...result.issues);
+      warnings.push(...result.warnings);
     }
-    return { loaded, failed };
+    return { loaded, failed, warnings };
   }
 }
 
@@ -219,11 +224,26 @@ export function isCharacterFile(file: string): boolean {
 export type CharacterFileRead = { text: string } | { bytes: Uint8Array } | { issues: CharacterIssue[] };
 
 /** Parses a file inline (scripts and cards). */
-function parseInline(file: string, read: CharacterFileRead): { character?: Character; issues: readonly CharacterIssue[]; card?: Card } {
+function parseInline(file: string, read: CharacterFileRead): ParsedFile {
   if ('issues' in read) return { issues: read.issues };
   if ('text' in read) return parseCharacterScript(read.text, file, { readFile: readReferencedFile });
   const loaded = loadCard(read.bytes, file);
-  return loaded.character && loaded.card ? { character: loaded.character, issues: [], card: loaded.card } : { issues: loaded.issues };
+  return loaded.character && loaded.card ? { character: loaded.character, issues: [], warnings: loaded.warnings, card: loaded.card } : { issues: loaded.issues, warnings: loaded.warnings };
+}
+
+/** What loading a folder gave: the characters, the errors of the files that did not load, and every warning. */
+export interface DirectoryLoad {
+  readonly loaded: Character[];
+  readonly failed: CharacterIssue[];
+  readonly warnings: CharacterIssue[];
+}
+
+/** A file parsed: its character when it loads, its errors, and the warnings that did not stop it. */
+export interface ParsedFile {
+  readonly character?: Character;
+  readonly issues: readonly CharacterIssue[];
+  readonly warnings?: readonly CharacterIssue[];
+  readonly card?: Card;
 }
 
 /** Reads a file a script refers to (a lorebook), within MAX_LOREBOOK_BYTES. */

@@ -36,6 +36,8 @@ export interface ParseOptions {
 export interface ParseResult {
   readonly character: Character | undefined;
   readonly issues: readonly CharacterIssue[];
+  /** Problems that do not stop the character loading (an unknown persona trait, a lorebook entry that can never activate). */
+  readonly warnings?: readonly CharacterIssue[];
 }
 
 type Path = readonly (string | number)[];
@@ -48,6 +50,7 @@ export function idFromFileName(file: string): string {
 
 export function parseCharacterScript(text: string, file: string, options: ParseOptions = {}): ParseResult {
   const issues: CharacterIssue[] = [];
+  const warnings: CharacterIssue[] = [];
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
 
@@ -173,10 +176,9 @@ export function parseCharacterScript(text: string, file: string, options: ParseO
     const parsed = parsePersona(personaText);
     const node = nodeAt(['persona']);
     for (const p of parsed.issues) {
-      if (p.severity !== 'error') continue;
       const offset = personaOffset(text, node, p.line, p.column);
       const { line, col } = lineCounter.linePos(offset);
-      issues.push({ file, line, column: col, message: `persona: ${p.message}` });
+      (p.severity === 'error' ? issues : warnings).push({ file, line, column: col, message: `persona: ${p.message}` });
     }
     personaSpec = parsed.persona;
   }
@@ -279,6 +281,11 @@ export function parseCharacterScript(text: string, file: string, options: ParseO
     const parsed = parseLorebookJson(text);
     const errors = parsed.issues.filter((p) => p.severity === 'error');
     for (const e of errors.slice(0, 20)) issue(['lorebooks', i], `lorebook ${JSON.stringify(name)}: ${e.path}: ${e.message}`);
+    const where = nodeAt(['lorebooks', i])?.range?.[0];
+    const pos = where === undefined ? { line: 1, col: 1 } : lineCounter.linePos(where);
+    for (const w of parsed.issues.filter((p) => p.severity !== 'error').slice(0, 20)) {
+      warnings.push({ file, line: pos.line, column: pos.col, message: `lorebook ${JSON.stringify(name)}: ${w.path}: ${w.message}` });
+    }
     if (parsed.lorebook && errors.length === 0) lorebooks.push(parsed.lorebook);
   });
 
@@ -301,7 +308,7 @@ export function parseCharacterScript(text: string, file: string, options: ParseO
     triggers: Object.freeze(triggers),
     source: file,
   });
-  return { character, issues };
+  return { character, issues, warnings };
 }
 
 /**

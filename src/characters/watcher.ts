@@ -71,6 +71,7 @@ export class CharacterWatcher {
         if (this.closed) break;
         const previous = this.options.registry.bySource(file);
         const result = this.options.registry.apply(file, outcome);
+        for (const w of result.warnings) this.log.warn({ file: w.file, line: w.line, column: w.column }, `character warning: ${formatIssue(w)}`);
         if (result.character) {
           this.log.info({ file, id: result.character.id, replaced: previous !== undefined }, `character ${result.character.id} ${previous ? 'reloaded' : 'added'}`);
           this.options.onReload?.(file, 'loaded');

@@ -50,7 +50,14 @@ export async function importCard(x: HttpExchange, deps: AdminDeps): Promise<void
   writeFileSync(file, body);
   const applied = deps.registry.apply(file, outcome);
   if (!applied.character) throw new NpcdError('ERR_CARD_INVALID', applied.issues.map((i) => i.message).join('; '));
-  x.json(201, { id: applied.character.id, name: applied.character.name, file: basename(file), lorebook_entries: applied.character.lorebooks.reduce((n, b) => n + b.entries.length, 0) });
+  x.json(201, {
+    id: applied.character.id,
+    name: applied.character.name,
+    file: basename(file),
+    lorebook_entries: applied.character.lorebooks.reduce((n, b) => n + b.entries.length, 0),
+    // What the card has that npcd read anyway (an unknown spec_version, a lorebook entry that can never activate).
+    warnings: applied.warnings.map((w) => w.message),
+  });
 }
 
 /** GET /v1/admin/characters/:id/card?format=json|png */

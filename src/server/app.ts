@@ -57,8 +57,9 @@ export interface NpcdServer {
 
 async function loadCharacters(dir: string, pool: ParsePool, metrics: Metrics, log: Logger): Promise<CharacterRegistry> {
   const registry = new CharacterRegistry();
-  const { loaded, failed } = await registry.loadDirectoryWith(dir, pool);
+  const { loaded, failed, warnings } = await registry.loadDirectoryWith(dir, pool);
   for (const issue of failed) log.error({ file: issue.file, line: issue.line, column: issue.column }, `character not loaded: ${formatIssue(issue)}`);
+  for (const w of warnings) log.warn({ file: w.file, line: w.line, column: w.column }, `character warning: ${formatIssue(w)}`);
   metrics.characterLoadErrors.inc(new Set(failed.map((f) => f.file)).size);
   log.info({ dir, characters: loaded.map((c) => c.id) }, `loaded ${loaded.length} characters`);
   return registry;

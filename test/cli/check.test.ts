@@ -46,3 +46,14 @@ t.test('npcd check: a folder is checked as the server loads it, so a duplicate i
   const lines = r.stdout.trim().split('\n');
   t.match(lines, [/bbb\.yaml:1:1: .*id "mara" or name "Second" is already used by .*aaa\.yaml/, /ccc\.yaml:1:1: .*is already used by .*aaa\.yaml/, /^4 files checked, 2 with problems$/]);
 });
+
+t.test('npcd check: warnings are printed, and alone they do not fail the check', async (t) => {
+  const dir = t.testdir({
+    'warny.yaml': 'name: Warny\npersona: "trust: 0.5; trsut: 0.7"\ntriggers:\n  - on_mention: true\n    respond: hi\n',
+    'future.json': JSON.stringify({ spec: 'chara_card_v3', spec_version: '3.5', data: { name: 'Future', description: 'd', first_mes: 'hi' } }),
+  });
+  const r = await runCli(['check', dir]);
+  t.equal(r.code, 0, r.stdout + r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  t.match(lines, [/future\.json:1:1: warning: spec_version: "3\.5" is newer than "3\.0"/, /warny\.yaml:2:\d+: warning: persona: .*trsut/, /^2 files checked, 0 with problems, 2 warnings$/]);
+});

@@ -80,3 +80,13 @@ t.test('export a scripted character as a card; unknown extensions survive an imp
   const out = parseCard(await (await fetch(`${http}/v1/admin/characters/${r.body.id}/card`, { headers: AUTH })).text()).card!;
   t.same(out.data.extensions, { someone: { deep: [1, { x: true }] } });
 });
+
+t.test('an import answers with the warnings of what the card has that npcd read anyway', async (t) => {
+  const { http } = await testServer(t, { characters: folder(t), watch: true, adminKeys: ['adm1n'] });
+  const card = { spec: 'chara_card_v3', spec_version: '3.5', data: { name: 'Future', description: 'From a newer spec.', first_mes: 'Hello.' } };
+  const r = await upload(`${http}/v1/admin/characters`, JSON.stringify(card));
+  t.equal(r.status, 201, JSON.stringify(r.body));
+  t.match(r.body.warnings, [/spec_version: "3\.5" is newer than "3\.0"/]);
+  const clean = await upload(`${http}/v1/admin/characters`, readFileSync(FIXTURE));
+  t.same(clean.body.warnings, [], 'none for a card without problems');
+});
