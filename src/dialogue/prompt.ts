@@ -225,6 +225,9 @@ function recentTexts(c: Character, history: readonly Turn[]): string[] {
   return texts.reverse();
 }
 
+const LORE_CHAR_RE = /\{\{\s*char\s*\}\}|<(?:bot|char)>/gi;
+const LORE_USER_RE = /\{\{\s*user\s*\}\}|<user>/gi;
+
 /** Lore text per turn within this budget, in approximate tokens. */
 export const LORE_TOKEN_BUDGET = 1024;
 /** Most recent messages a lorebook scans, the user's message included (books and entries may set their own depth). */
@@ -237,7 +240,8 @@ const LORE_SCAN_MESSAGES = 8;
  */
 function activeLore(c: Character, recent: readonly string[], userText: string, context: TemplateContext): Rendered | undefined {
   const messages = [...recent, userText];
-  const macro = (text: string) => text.replaceAll('{{char}}', context.CharacterName).replaceAll('{{user}}', context.UserName);
+  // As in cards: {{char}} and {{user}} in any case and with inner spaces, and the older <BOT>/<CHAR>/<USER>.
+  const macro = (text: string) => text.replace(LORE_CHAR_RE, () => context.CharacterName).replace(LORE_USER_RE, () => context.UserName);
   const parts: string[] = [];
   let budget = LORE_TOKEN_BUDGET;
   for (const book of c.lorebooks) {

@@ -69,3 +69,14 @@ t.test('lore mentioned a few messages back still activates: the message and the 
   const longAgo = [turn('user', 'What is Eldoria?', 0), ...Array.from({ length: 7 }, (_, i) => turn(i % 2 ? 'user' : 'assistant', 'mm', i + 1))];
   t.equal(lore(longAgo), undefined, 'eight messages back is out of reach');
 });
+
+t.test('lore content renders {{char}} and {{user}} in any case, and the older <BOT> and <USER>', async (t) => {
+  const dir = t.testdir({
+    'book.json': JSON.stringify({ entries: { 0: { uid: 0, key: ['lantern'], content: '{{Char}} and {{ USER }} share the lantern; <BOT> lit it for <user>. {{char}}.' } } }),
+  });
+  const { character, issues } = script(t, join(dir, 'book.json'));
+  t.same(issues, []);
+  const p = buildPrompt({ character: character!, state: 'default', history: [], userText: 'the lantern?', context: ctx });
+  const lore = p.messages.find((m) => m.content.startsWith('World info:'))!;
+  t.match(lore.content, 'Seraphina and Ann share the lantern; Seraphina lit it for Ann. Seraphina.');
+});
