@@ -357,3 +357,8 @@ t.test('limits', async (t) => {
 
   t.match(parseLorebookJson(' '.repeat(32 * 1024 * 1024 + 1)).issues, [{ path: '$', message: /limit/ }]);
 });
+
+t.test('a lorebook without entries says the field is missing', async (t) => {
+  const { issues } = parseLorebookJson('{"name":"x"}');
+  t.match(issues, [{ path: '$.entries', severity: 'error', message: /got nothing \(the field is missing\)$/ }]);
+});
