@@ -3,8 +3,8 @@
  * importing a Character Card into the characters folder, and exporting any
  * character as a card (JSON, or PNG with both `chara` and `ccv3` chunks).
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { exportCardJson, exportCardPng } from '../characters/cards/export.js';
 import type { Card } from '../characters/cards/types.js';
 import type { ParsePool } from '../characters/parse-pool.js';
@@ -44,10 +44,16 @@ export async function importCard(x: HttpExchange, deps: AdminDeps): Promise<void
   }
   const file = outcome.file;
   const other = deps.registry.get(outcome.character.id) ?? deps.registry.get(outcome.character.name);
-  if (other && other.source !== file) {
+  // The same card imported before in the other format (<id>.png, now <id>.json): the new file replaces it.
+  const replaces = other && other.source !== file && other.id === outcome.character.id && deps.registry.cards.has(other.source) && dirname(other.source) === dirname(file) ? other.source : undefined;
+  if (other && other.source !== file && !replaces) {
     throw new NpcdError('ERR_CARD_CONFLICT', `character ${other.id} (${other.name}) already comes from another file; remove it first or import a card with another name`);
   }
   writeFileSync(file, body);
+  if (replaces) {
+    deps.registry.deleteSource(replaces);
+    rmSync(replaces, { force: true });
+  }
   const applied = deps.registry.apply(file, outcome);
   if (!applied.character) throw new NpcdError('ERR_CARD_INVALID', applied.issues.map((i) => i.message).join('; '));
   x.json(201, {

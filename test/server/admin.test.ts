@@ -90,3 +90,22 @@ t.test('an import answers with the warnings of what the card has that npcd read 
   const clean = await upload(`${http}/v1/admin/characters`, readFileSync(FIXTURE));
   t.same(clean.body.warnings, [], 'none for a card without problems');
 });
+
+t.test('importing the same card again in the other format replaces it; a script with its id is still a conflict', async (t) => {
+  const dir = folder(t);
+  const { http, server } = await testServer(t, { characters: dir, watch: true, adminKeys: ['adm1n'] });
+  const png = await upload(`${http}/v1/admin/characters`, readFileSync(FIXTURE));
+  t.equal(png.status, 201, JSON.stringify(png.body));
+  t.equal(png.body.file, 'seraphina.png');
+  const json = JSON.stringify({ spec: 'chara_card_v2', spec_version: '2.0', data: { name: 'Seraphina', description: 'Edited as JSON.', personality: '', scenario: '', first_mes: 'Hello again.', mes_example: '', extensions: {} } });
+  const again = await upload(`${http}/v1/admin/characters`, json);
+  t.equal(again.status, 201, JSON.stringify(again.body));
+  t.match(again.body, { id: 'seraphina', file: 'seraphina.json' });
+  t.notOk(existsSync(join(dir, 'seraphina.png')), 'the PNG it replaces is gone');
+  t.ok(existsSync(join(dir, 'seraphina.json')));
+  t.equal((await getJson(`${http}/v1/characters/seraphina`)).body.description, 'Edited as JSON.');
+  t.equal(server.registry.get('seraphina')?.source, join(dir, 'seraphina.json'));
+  // A card named like a scripted character is not the same card: still a conflict.
+  const clash = JSON.stringify({ spec: 'chara_card_v2', spec_version: '2.0', data: { name: 'Tavern Keeper', description: '', personality: '', scenario: '', first_mes: 'hi', mes_example: '', extensions: {} } });
+  t.match(await upload(`${http}/v1/admin/characters`, clash), { status: 409, body: { error: { code: 'ERR_CARD_CONFLICT' } } });
+});
