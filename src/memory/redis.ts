@@ -487,7 +487,11 @@ export class RedisMemoryStore implements MemoryStore {
   /**
    * Sends one command once the client is connected, all within
    * commandTimeoutMs; every failure becomes ERR_STORE_UNAVAILABLE. A call
-   * that times out while waiting for the connection is never sent.
+   * that times out while waiting for the connection is never sent. A call
+   * made while Redis has been unreachable for a whole commandTimeoutMs
+   * already fails at once: a reconnect that short was waited for by the
+   * calls before it, and a turn of several commands must not wait out the
+   * timeout once per command.
    */
   private run<T>(what: string, send: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -520,7 +524,9 @@ export class RedisMemoryStore implements MemoryStore {
       }, this.commandTimeoutMs);
       if (this.closed) call.fail(new Error('store closed'));
       else if (this.client.status === 'ready') call.start();
-      else this.waiting.add(call);
+      else if (this.current === 'down' && Date.now() - this.downSince >= this.commandTimeoutMs) {
+        call.fail(new Error(`not connected for ${Date.now() - this.downSince} ms${this.lastError ? ` (${this.lastError.message})` : ''}`));
+      } else this.waiting.add(call);
     });
   }
 

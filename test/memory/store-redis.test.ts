@@ -123,6 +123,11 @@ t.test('Redis down: every call fails fast; restarted: the same store works again
   const started = Date.now();
   await t.rejects(store.load(s), { code: 'ERR_STORE_UNAVAILABLE', message: /^redis load: not connected/ });
   t.ok(Date.now() - started < 1_500, 'a call waits at most about commandTimeoutMs');
+  // Down for a whole commandTimeoutMs by now: the next calls do not wait it out again, one after the other.
+  const next = Date.now();
+  await t.rejects(store.load(s), { code: 'ERR_STORE_UNAVAILABLE', message: /^redis load: not connected for \d+ ms/ });
+  await t.rejects(store.appendFrames(s, [frame(1)], 10, 600), { code: 'ERR_STORE_UNAVAILABLE' });
+  t.ok(Date.now() - next < 500, `two calls failed at once (${Date.now() - next} ms), not after a timeout each`);
   // Several reconnect attempts fail meanwhile (100, 200, 400, 800 ms apart).
   await new Promise((r) => setTimeout(r, 1_600));
   const warnings = logs.filter((l) => l.msg === 'redis unreachable; reconnecting');
