@@ -44,8 +44,19 @@ export function cardDocument(card: Card, spec: ExportSpec = defaultExportSpec(ca
     ...mirror,
     spec,
     spec_version: card.spec === spec ? card.specVersion : SPEC_VERSIONS[spec],
-    data: card.data,
+    data: spec === V2_SPEC ? v2Data(card.data) : card.data,
   };
+}
+
+/**
+ * The data as a V2 document carries it: without V3's group_only_greetings
+ * when it is empty (reading fills it in as [] for every card; V2 has no
+ * such field, so writing it would add one the card never had).
+ */
+function v2Data(data: Card['data']): JsonObject {
+  if (data.group_only_greetings.length > 0) return data as JsonObject;
+  const { group_only_greetings: _, ...rest } = data;
+  return rest as JsonObject;
 }
 
 function serialise(card: Card, spec: ExportSpec, indent: number): string {
