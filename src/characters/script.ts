@@ -350,8 +350,11 @@ function personaOffset(text: string, node: Node | undefined, line: number, colum
     const indent = /^[ \t]*/.exec(text.slice(at))![0].length;
     return at + indent + codePointsToUnits(text.slice(at + indent), column - 1);
   }
-  const body = first === '"' || first === "'" ? start + 1 : start;
-  if (line === 1) return body + codePointsToUnits(text.slice(body), column - 1);
+  const quote = first === '"' || first === "'" ? first : undefined;
+  const body = quote ? start + 1 : start;
+  // In a quoted scalar an escape (\" \t \x41 \u00e9 in double quotes, '' in single quotes) is one character of the value.
+  const units = (s: string, points: number) => (quote ? quotedUnits(s, points, quote) : codePointsToUnits(s, points));
+  if (line === 1) return body + units(text.slice(body), column - 1);
   let at = body;
   for (let l = 1; l < line; l++) {
     const nl = text.indexOf('\n', at);
@@ -359,7 +362,21 @@ function personaOffset(text: string, node: Node | undefined, line: number, colum
     at = nl + 1;
   }
   const indent = /^[ \t]*/.exec(text.slice(at))![0].length;
-  return at + indent + codePointsToUnits(text.slice(at + indent), column - 1);
+  return at + indent + units(text.slice(at + indent), column - 1);
+}
+
+/** Source code units that make up the first `points` characters of a quoted scalar's value. */
+function quotedUnits(s: string, points: number, quote: '"' | "'"): number {
+  let units = 0;
+  for (let i = 0; i < points && units < s.length; i++) {
+    const c = s[units];
+    if (quote === '"' && c === '\\') {
+      const kind = s[units + 1];
+      units += kind === 'x' ? 4 : kind === 'u' ? 6 : kind === 'U' ? 10 : 2;
+    } else if (quote === "'" && c === "'" && s[units + 1] === "'") units += 2;
+    else units += s.codePointAt(units)! > 0xffff ? 2 : 1;
+  }
+  return units;
 }
 
 function codePointsToUnits(s: string, points: number): number {

@@ -334,6 +334,11 @@ t.test('the persona is parsed, and its problems point into the file', async (t) 
   t.equal(ok.character?.personaSpec?.trust, 0.7);
   t.same(ok.character?.personaSpec?.coreValues, ['autonomy']);
   t.same(issues("name: Bob\npersona: 'trust: 1.5'\n").map((i) => i.slice(0, 5)), ['2:18:'], 'a quoted persona: the value\'s column in the file');
+  // Escapes take more of the file than of the value: \" and \t in double quotes, '' in single quotes.
+  const dq = 'name: Bob\npersona: "trust: 0.7; likes: \\"a\\tb\\"; mood: x"\n';
+  t.same(issues(dq).map((i) => i.split(': ')[0]), [`2:${dq.split('\n')[1]!.indexOf('mood: x') + 7}`], 'double quotes with escapes: the column of x');
+  const sq = "name: Bob\npersona: 'trust: 0.7; likes: ''a''; mood: x'\n";
+  t.same(issues(sq).map((i) => i.split(': ')[0]), [`2:${sq.split('\n')[1]!.indexOf('mood: x') + 7}`], "single quotes with '': the column of x");
   const block = issues('name: Bob\npersona: |\n  trust: 0.5\n  react_to_conflict: sulk\n');
   t.equal(block.length, 1);
   t.match(block[0], /^4:22: persona: "react_to_conflict" must be one of/, `a block persona: line and column of the bad value (${block[0]})`);
