@@ -221,7 +221,7 @@ t.test('quote keeps error text short, on one line, without secrets', async (t) =
 
 t.test('a malformed stream quoted in an error never shows the API key (message, stack or cause)', async (t) => {
   const SECRET = 'sk-LEAK-CHECK-7f3a';
-  const bad: Record<FakeKind, { adapter: ApiAdapter; bodies: string[] }> = {
+  const bad: Record<FakeKind, { adapter: OpenAiAdapter | OllamaAdapter | DashScopeAdapter; bodies: string[] }> = {
     openai: {
       adapter: new OpenAiAdapter({ model: 'm', apiKey: SECRET }),
       bodies: [`data: unauthorized key ${SECRET}\n\n`, `data: ["${SECRET}"]\n\n`, `data: {"msg":"key ${SECRET}"}\n\n`],
