@@ -67,7 +67,8 @@ const DIRECTION: Readonly<Record<string, Direction>> = { in: 'inbound', out: 'ou
 
 /** Sockets kept in /sockets at most (the newest win). */
 const MAX_SOCKETS = 4096;
-/** A socket leaves /sockets after this many intervals without a segment (closed, or idle): "seen recently". */
+/** A socket leaves /sockets after a minute without a segment (closed, or idle), or three intervals when that is longer: "seen recently". */
+const SOCKET_KEPT_MS = 60_000;
 const SOCKET_KEPT_INTERVALS = 3;
 
 export class Sidecar {
@@ -293,9 +294,9 @@ export class Sidecar {
     this.#expireSockets();
   }
 
-  /** Drops the sockets not seen for SOCKET_KEPT_INTERVALS intervals (the oldest come first). */
+  /** Drops the sockets not seen recently (the oldest come first). */
   #expireSockets(now = Date.now()): void {
-    const oldest = now - SOCKET_KEPT_INTERVALS * this.config.intervalS * 1000;
+    const oldest = now - Math.max(SOCKET_KEPT_MS, SOCKET_KEPT_INTERVALS * this.config.intervalS * 1000);
     for (const [cookie, s] of this.#sockets) {
       if (s.seenAt >= oldest) break;
       this.#sockets.delete(cookie);
@@ -333,7 +334,7 @@ export class Sidecar {
     return { srtt, retransmits };
   }
 
-  /** The latest srtt of each watched socket seen in the last SOCKET_KEPT_INTERVALS intervals, newest last. */
+  /** The latest srtt of each watched socket seen in the last minute (three intervals if longer), newest last. */
   sockets(now = Date.now()): SocketRtt[] {
     this.#expireSockets(now);
     return [...this.#sockets.values()].map(({ cookie, port, srttUs, at }) => ({ cookie, port, srttUs, at }));

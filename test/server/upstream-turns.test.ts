@@ -125,7 +125,7 @@ t.test('a chain ending in the script provider keeps characters answering while t
   t.equal(res.status, 200);
   t.ok(res.body.reply.length > 0, 'the script provider answered');
   const metrics = (await getJson(`${srv.http}/metrics`)).body as string;
-  t.match(metrics, /npcd_provider_fallbacks_total\{provider="openai",reason="unavailable"\} 1/);
+  t.match(metrics, /npcd_provider_fallbacks_total\{provider="openai:fake-model",reason="unavailable"\} 1/);
 });
 
 t.test('an OpenAI client through npcd to an OpenAI-compatible upstream: options reach the upstream, the reply streams back', async (t) => {
