@@ -6,11 +6,20 @@
 // Usage: node bench/characters-parse.mjs [--rounds N]   (after npm run build)
 import { readFileSync, readdirSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './lib/args.mjs';
 import { ParsePool } from '../dist/characters/parse-pool.js';
 import { parseCharacterScript } from '../dist/characters/script.js';
 
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '300' } } });
+const values = benchArgs(
+  { rounds: { type: 'string', default: '300' } },
+  `Usage: node bench/characters-parse.mjs [--rounds N]
+
+  --rounds N   parses per file and mode (default 300)
+  -h, --help
+
+Parsing character files in the worker pool against inline on the event loop
+(bench/README.md, "Parsing character files"). Needs npm run build.`,
+);
 const rounds = Number(values.rounds);
 const dir = new URL('../characters/', import.meta.url);
 const files = readdirSync(dir).filter((n) => n.endsWith('.yaml')).map((n) => ({ file: n, text: readFileSync(new URL(n, dir), 'utf8') }));

@@ -4,7 +4,7 @@
 // full GC. Needs the build (dist/) and --expose-gc:
 //   node --expose-gc bench/session-memory.mjs [--sessions 1000] [--turns 170]
 //        [--replay-frames 512] [--history 200]
-import { parseArgs } from 'node:util';
+import { benchArgs } from './lib/args.mjs';
 import { CharacterRegistry } from '../dist/characters/registry.js';
 import { BUNDLED_CHARACTERS } from '../dist/config/serve.js';
 import { silentLogger } from '../dist/log.js';
@@ -13,14 +13,24 @@ import { MockProvider } from '../dist/providers/mock.js';
 import { SessionEngine } from '../dist/session/engine.js';
 import { InProcessMemoryStore } from '../dist/memory/in-process.js';
 
-const { values } = parseArgs({
-  options: {
+const values = benchArgs(
+  {
     sessions: { type: 'string', default: '1000' },
     turns: { type: 'string', default: '170' },
     'replay-frames': { type: 'string', default: '512' },
     history: { type: 'string', default: '200' },
   },
-});
+  `Usage: node --expose-gc bench/session-memory.mjs [options]
+
+  --sessions N        sessions (default 1000)
+  --turns T           turns per session (default 170)
+  --replay-frames N   replay log per session (default 512)
+  --history N         messages kept per session (default 200)
+  -h, --help
+
+Heap held per session after chatting (bench/README.md, "session-memory.mjs").
+Needs npm run build.`,
+);
 if (typeof globalThis.gc !== 'function') {
   console.error('run with node --expose-gc');
   process.exit(2);

@@ -16,7 +16,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { isDeepStrictEqual, parseArgs } from 'node:util';
+import { isDeepStrictEqual } from 'node:util';
+import { benchArgs } from '../lib/args.mjs';
 import { mulberry32 } from '../../dist/text/random.js';
 
 const DIST = new URL('../../dist/', import.meta.url);
@@ -31,14 +32,23 @@ const { loadNative, describeLoadError, nativePath } = await import(new URL('nati
 const msgpackr = await import('msgpackr');
 const { Packr, Unpackr } = msgpackr;
 
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs(
+  {
     quick: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     child: { type: 'string' },
     rounds: { type: 'string' },
   },
-});
+  `Usage: node bench/native/msgpack.mjs [--quick] [--json] [--rounds N]
+
+  --quick      one child per implementation, four short rounds (about 15 s)
+  --json       print every round's time as JSON too
+  --rounds N   rounds per implementation (default: the full run's)
+  -h, --help
+
+MessagePack framing, npcd's native codec against msgpackr (bench/README.md,
+"Native MessagePack framing"). Needs npm run build and the native binary.`,
+);
 
 // Same options as MsgpackrCodec (src/protocol/codec.ts).
 const PACKR_OPTIONS = { useRecords: false, variableMapSize: true };

@@ -25,21 +25,31 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from '../lib/args.mjs';
 import { mulberry32 } from '../../dist/text/random.js';
 
 const require = createRequire(import.meta.url);
 const DIST = new URL('../../dist/', import.meta.url);
 const NATIVE_FILE = fileURLToPath(new URL('../../native/npcd-native.linux-x64-gnu.node', import.meta.url));
 
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs(
+  {
     quick: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     n: { type: 'string' },
     child: { type: 'string' },
   },
-});
+  `Usage: node bench/native/vectors.mjs [--quick] [--n 100000] [--json]
+
+  --quick      smaller sets and fewer queries
+  --n N        vectors in the embed-128 set (default 100,000)
+  --json       print the results as JSON too
+  -h, --help
+
+Vector search, npcd's native index against hnswlib-node and plain JS
+(bench/README.md, "Native vector search"). Needs npm run build and the
+native binary.`,
+);
 
 // ---------------------------------------------------------------------------
 // Loading

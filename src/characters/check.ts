@@ -94,11 +94,11 @@ export const CHECK_HELP = `Usage: npcd check PATH...
 Validates character files without starting a server: scripts (*.yaml,
 *.yml), Character Cards (*.png, *.json), lorebooks (World Info *.json) and
 persona DSL files (*.persona). A PATH may be a file or a folder (its scripts
-and cards). Every problem is
-printed as file:line:column: message, and every warning (something read
-anyway, such as an unknown persona trait) as file:line:column: warning:
-message. Exits 0 when every file is valid (warnings or not), 1 when any has
-a problem, 2 on bad usage.
+and cards, checked as the server loads them: duplicate ids and names are
+problems). Every problem is printed as file:line:column: message, and every
+warning (something read anyway, such as an unknown persona trait) as
+file:line:column: warning: message. Exits 0 when every file is valid
+(warnings or not), 1 when any has a problem, 2 on bad usage.
 `;
 
 export function runCheck(argv: readonly string[], out: (s: string) => void): number {
