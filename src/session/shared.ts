@@ -96,10 +96,14 @@ export function openReply(frames: readonly StreamFrame[]): { id: string; charact
 
 /**
  * Renews a generation lease every third of its time while the reply runs.
- * Losing it (another node took it after it expired: this node was cut off
- * from Redis for longer than the lease) aborts the reply with
+ * Losing it to another node (it took the lease after it expired: this node
+ * was cut off from Redis for longer than the lease) aborts the reply with
  * ERR_GENERATION_INTERRUPTED, since the other node has ended it already.
- * A renewal that fails because Redis is down keeps the reply going.
+ * A lease that is simply gone (Redis restarted without its data, or the
+ * lease expired while Redis was unreachable and no node took it) is taken
+ * again, and the reply goes on, unless the stored stream shows that another
+ * node ended the reply meanwhile. A renewal that fails because Redis is down
+ * keeps the reply going.
  */
 export function keepLease(
   store: MemoryStore,
@@ -109,16 +113,35 @@ export function keepLease(
   controller: AbortController,
   log: Logger,
 ): () => void {
+  const lost = () => {
+    if (controller.signal.aborted) return;
+    log.warn({ session, id: lease.id }, 'lost the generation lease: another node ended this reply');
+    controller.abort(new NpcdError('ERR_GENERATION_INTERRUPTED', 'this node lost the reply to another node (its lease expired)'));
+  };
+  let renewing = false;
   const timer = setInterval(() => {
-    store.renewGeneration(session, lease, leaseMs).then(
-      (held) => {
-        if (held || controller.signal.aborted) return;
-        log.warn({ session, id: lease.id }, 'lost the generation lease: another node ended this reply');
-        controller.abort(new NpcdError('ERR_GENERATION_INTERRUPTED', 'this node lost the reply to another node (its lease expired)'));
-      },
-      (err: unknown) => log.warn({ err, session, id: lease.id }, 'could not renew the generation lease'),
-    );
+    if (renewing) return;
+    renewing = true;
+    renew(store, session, lease, leaseMs, log)
+      .then((held) => (held ? undefined : lost()), (err: unknown) => log.warn({ err, session, id: lease.id }, 'could not renew the generation lease'))
+      .finally(() => (renewing = false));
   }, Math.max(50, Math.floor(leaseMs / 3)));
   timer.unref();
   return () => clearInterval(timer);
+}
+
+/** One renewal: true while this node holds the lease (renewed, or taken again after it lapsed). */
+async function renew(store: MemoryStore, session: string, lease: GenerationLease, leaseMs: number, log: Logger): Promise<boolean> {
+  if (await store.renewGeneration(session, lease, leaseMs)) return true;
+  if ((await store.generation(session)) !== undefined) return false;
+  // Gone, and nobody holds it: take it again. Under the lease nobody else can end the reply,
+  // so the stream read after taking it says whether someone did before.
+  if (!(await store.claimGeneration(session, lease, leaseMs))) return false;
+  const { frames } = await store.framesSince(session, lease.startSeq);
+  if (frames.some((f) => (f.t === 'done' || f.t === 'error') && f.id === lease.id)) {
+    await store.releaseGeneration(session, lease);
+    return false;
+  }
+  log.warn({ session, id: lease.id }, 'the generation lease was gone (Redis lost it); taken again, the reply goes on');
+  return true;
 }

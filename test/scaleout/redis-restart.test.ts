@@ -90,3 +90,21 @@ t.test('Redis restarted under load: npcd recovers without a restart', async (t) 
   t.equal((await fresh.chat('x', CHARACTER, 'Hello?', 10_000)).t, 'done', 'and chat');
   await Promise.all([...clients, fresh].map((c) => c.close()));
 });
+
+t.test('a reply streaming while Redis restarts without its data goes on and ends with done (its lease is taken again)', async (t) => {
+  const redis = await RedisServer.start(t);
+  const npcd = await startCli(t, ['--model', 'mock', '--mock-tokens', '40', '--mock-token-delay', '100ms', '--redis', redis.url, '--redis-timeout', '300ms', '--generation-lease', '600ms']);
+  const c = await TestClient.connect(`ws://127.0.0.1:${npcd.port}/v1/ws`);
+  t.teardown(() => c.close());
+  await c.hello();
+  c.send({ t: 'chat', id: 'long', character: CHARACTER, text: 'A long story, please.' });
+  await c.waitFor((f) => f.t === 'token' && (f.seq as number) >= 5, 5_000);
+  await redis.stop();
+  await new Promise((r) => setTimeout(r, 1_000));
+  await redis.start();
+  const end = await c.waitFor((f) => (f.t === 'done' || f.t === 'error') && f.id === 'long', 15_000);
+  t.equal(end.t, 'done', `the reply ended with done (${end.t === 'error' ? `${end.code}: ${end.message}` : 'ok'})`);
+  t.equal(c.framesFor('long').filter((f) => f.t === 'token').length, 40, 'every token reached the client');
+  t.ok(npcd.logs.some((l) => String(l.msg).startsWith('the generation lease was gone (Redis lost it); taken again')), 'the node says it took the lease again');
+  t.notOk(npcd.logs.some((l) => String(l.msg).startsWith('lost the generation lease')), 'and never that it lost the reply');
+});
