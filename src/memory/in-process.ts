@@ -65,6 +65,8 @@ export interface InProcessMemoryStoreOptions {
   readonly now?: () => number;
   /** How often expired sessions are swept, ms (default 60 000; 0: only when touched). */
   readonly sweepIntervalMs?: number;
+  /** Called for each session evicted to stay within the budget (metrics, logs). */
+  readonly onEvict?: (session: string) => void;
 }
 
 export interface InProcessMemoryStats {
@@ -175,6 +177,7 @@ export class InProcessMemoryStore implements MemoryStore {
   private readonly sessions = new Map<string, Entry>();
   private bytes = 0;
   private evictions = 0;
+  private readonly onEvict: ((session: string) => void) | undefined;
   private expirations = 0;
   private closed = false;
 
@@ -188,6 +191,7 @@ export class InProcessMemoryStore implements MemoryStore {
     }
     this.budgetBytes = budgetBytes;
     this.now = now;
+    this.onEvict = options.onEvict;
     if (sweepIntervalMs > 0) this.sweepTimer = setInterval(() => this.sweep(), sweepIntervalMs).unref();
   }
 
@@ -443,6 +447,7 @@ export class InProcessMemoryStore implements MemoryStore {
       if (id === keep || !this.expire(id, entry, now)) continue;
       this.remove(id, entry);
       this.evictions++;
+      this.onEvict?.(id);
     }
   }
 }

@@ -30,13 +30,15 @@ export interface MemoryStoreOptions {
   readonly budgetBytes: number;
   /** In-process: how often expired sessions are swept (default 60 000 ms). */
   readonly sweepIntervalMs?: number;
+  /** In-process: called for each session evicted to stay within the budget. */
+  readonly onEvict?: (session: string) => void;
   readonly logger?: Logger;
 }
 
 export function createMemoryStore(options: MemoryStoreOptions): InProcessMemoryStore | RedisMemoryStore {
   const { redis } = options;
   if (redis === undefined || (typeof redis === 'string' ? redis.trim() === '' : redis.length === 0)) {
-    return new InProcessMemoryStore({ budgetBytes: options.budgetBytes, sweepIntervalMs: options.sweepIntervalMs });
+    return new InProcessMemoryStore({ budgetBytes: options.budgetBytes, sweepIntervalMs: options.sweepIntervalMs, onEvict: options.onEvict });
   }
   return new RedisMemoryStore({
     redis,

@@ -24,6 +24,7 @@ export const METRIC = {
   turnDuration: 'npcd_turn_duration_seconds',
   sessions: 'npcd_sessions',
   sessionsExpired: 'npcd_sessions_expired_total',
+  storeEvictions: 'npcd_store_evictions_total',
   resumes: 'npcd_resumes_total',
   characters: 'npcd_characters',
   characterLoadErrors: 'npcd_character_load_errors_total',
@@ -276,6 +277,11 @@ export class Metrics {
   readonly sessionsExpired = new Counter({
     name: METRIC.sessionsExpired,
     help: 'Sessions deleted after their idle TTL.',
+    registers: [this.registry],
+  });
+  readonly storeEvictions = new Counter({
+    name: METRIC.storeEvictions,
+    help: 'Sessions whose stored records (history, memories, stream) the in-process store evicted to stay within --memory-budget.',
     registers: [this.registry],
   });
   readonly storeErrors = new Counter({

@@ -66,6 +66,17 @@ async function loadCharacters(dir: string, pool: ParsePool, metrics: Metrics, lo
 }
 
 /** The store's reachability into npcd_store_up (the in-process store is always up). */
+/** Counts each eviction; logs the first as a warning (the budget is reached) and the rest at debug level. */
+function evictionReporter(metrics: Metrics, log: Logger, budgetBytes: number): (session: string) => void {
+  let warned = false;
+  return (session) => {
+    metrics.storeEvictions.inc();
+    if (warned) return log.debug({ session }, 'session evicted from the in-process store');
+    warned = true;
+    log.warn({ session, budgetBytes }, 'the in-process store reached --memory-budget: the least recently used sessions lose their stored history and memories (npcd_store_evictions_total counts them)');
+  };
+}
+
 function watchStore(store: MemoryStore, metrics: Metrics): void {
   metrics.storeUp.set(store.status === 'down' ? 0 : 1);
   store.onStatus?.((status) => metrics.storeUp.set(status === 'down' ? 0 : 1));
@@ -98,6 +109,7 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
       prefix: config.redisPrefix,
       commandTimeoutMs: config.redisTimeoutMs,
       budgetBytes: config.memoryBudgetBytes,
+      onEvict: evictionReporter(metrics, log, config.memoryBudgetBytes),
       logger,
     });
   watchStore(store, metrics);

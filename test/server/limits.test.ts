@@ -1,3 +1,4 @@
+import pino from 'pino';
 import t from 'tap';
 import { testServer, postJson } from '../helpers/server.js';
 import { TestClient } from '../helpers/ws-client.js';
@@ -63,4 +64,21 @@ t.test('--max-reply-tokens cuts a reply with finish "length"', async (t) => {
   const res = await postJson(`${http}/v1/chat`, { character: '古风剑客', message: 'hi' });
   t.equal(res.body.finish, 'length');
   t.equal(res.body.usage.completion_tokens, 3);
+});
+
+t.test('sessions evicted by --memory-budget are counted and the first is logged', async (t) => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  const { http, server } = await testServer(t, { memoryBudgetBytes: 1024 * 1024, recallK: 0 }, { logger });
+  const message = '长'.repeat(3900);
+  // About 16 KB a session (a message of 3,900 characters counted at 2 bytes each, and its reply): 200 pass 1 MiB.
+  for (let i = 0; i < 200; i++) {
+    const r = await postJson(`${http}/v1/chat`, { session_id: `big-${i}`, character: '古风剑客', message });
+    t.equal(r.status, 200);
+  }
+  const text = await server.metrics.registry.metrics();
+  const evicted = Number(/^npcd_store_evictions_total (\d+)$/m.exec(text)?.[1]);
+  t.ok(evicted > 0, `${evicted} sessions evicted`);
+  const warnings = lines.filter((l) => String(l.msg).startsWith('the in-process store reached --memory-budget'));
+  t.equal(warnings.length, 1, 'one warning when the budget is first reached, not one per eviction');
 });
