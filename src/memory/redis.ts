@@ -264,6 +264,11 @@ export class RedisMemoryStore implements MemoryStore {
   private lastError: Error | undefined;
   private downSince = 0;
   private closed = false;
+  /** Probes a connected Redis that may not answer (hung, or a Cluster missing a master). */
+  private readonly probeTimer: NodeJS.Timeout;
+  private probing = false;
+  /** Down because the probe failed while the connection stood. */
+  private unanswered = false;
 
   constructor(options: RedisMemoryStoreOptions) {
     const addresses = (typeof options.redis === 'string' ? options.redis.split(',') : [...options.redis]).map((s) => s.trim()).filter((s) => s !== '');
@@ -315,8 +320,47 @@ export class RedisMemoryStore implements MemoryStore {
     // Without an 'error' listener ioredis prints every failed reconnect; the
     // outage is logged once, on the status change.
     this.client.on('error', (err: Error) => (this.lastError = err));
-    this.client.on('ready', () => this.setStatus('ready'));
+    this.client.on('ready', () => {
+      this.unanswered = false;
+      this.setStatus('ready');
+    });
     this.client.on('close', () => this.setStatus('down'));
+    this.probeTimer = setInterval(() => void this.probe(), Math.max(1_000, this.commandTimeoutMs));
+    this.probeTimer.unref();
+  }
+
+  /**
+   * A connection can stand while nothing answers on it (a hung server) or
+   * while a Cluster cannot serve every slot (a master down without a
+   * replica): neither closes it. The probe (PING, or CLUSTER INFO's
+   * cluster_state on a Cluster) within commandTimeoutMs tells; a failed
+   * probe marks the store down, as a lost connection does, and a passing
+   * one brings it back.
+   */
+  private async probe(): Promise<void> {
+    if (this.closed || this.probing || this.client.status !== 'ready') return;
+    this.probing = true;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const answer = this.kind === 'redis-cluster' ? this.client.cluster('INFO') : this.client.ping();
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer to ${this.kind === 'redis-cluster' ? 'CLUSTER INFO' : 'PING'} within ${this.commandTimeoutMs} ms`)), this.commandTimeoutMs);
+      });
+      const reply = String(await Promise.race([answer, timeout]));
+      if (this.kind === 'redis-cluster' && !/cluster_state:ok/.test(reply)) throw new Error(`the cluster cannot serve every slot (${/cluster_state:\w+/.exec(reply)?.[0] ?? 'no cluster_state'})`);
+      if (this.unanswered) {
+        this.unanswered = false;
+        this.setStatus('ready');
+      }
+    } catch (err) {
+      if (this.closed || this.client.status !== 'ready') return;
+      this.lastError = err as Error;
+      this.unanswered = true;
+      this.setStatus('down');
+    } finally {
+      clearTimeout(timer);
+      this.probing = false;
+    }
   }
 
   /** The connection now. */
@@ -447,6 +491,7 @@ export class RedisMemoryStore implements MemoryStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.probeTimer);
     this.current = 'down';
     for (const call of this.waiting) call.fail(new Error('store closed'));
     this.listeners.clear();
@@ -522,11 +567,12 @@ export class RedisMemoryStore implements MemoryStore {
         const why = this.client.status === 'ready' ? 'no answer' : `not connected${this.lastError ? ` (${this.lastError.message})` : ''}`;
         call.fail(new Error(`${why} within ${this.commandTimeoutMs} ms`));
       }, this.commandTimeoutMs);
+      const downFor = this.current === 'down' ? Date.now() - this.downSince : 0;
       if (this.closed) call.fail(new Error('store closed'));
-      else if (this.client.status === 'ready') call.start();
-      else if (this.current === 'down' && Date.now() - this.downSince >= this.commandTimeoutMs) {
-        call.fail(new Error(`not connected for ${Date.now() - this.downSince} ms${this.lastError ? ` (${this.lastError.message})` : ''}`));
-      } else this.waiting.add(call);
+      else if (downFor >= this.commandTimeoutMs) {
+        call.fail(new Error(`${this.unanswered ? 'not answering' : 'not connected'} for ${downFor} ms${this.lastError ? ` (${this.lastError.message})` : ''}`));
+      } else if (this.client.status === 'ready') call.start();
+      else this.waiting.add(call);
     });
   }
 

@@ -157,6 +157,11 @@ export class RedisServer {
     }
   }
 
+  /** Sends a signal to the server process (SIGSTOP hangs it: connections stay open, nothing answers; SIGCONT resumes it). */
+  signal(signal: NodeJS.Signals): void {
+    this.child?.kill(signal);
+  }
+
   /** SIGTERM (SIGKILL after 5 s); resolves once the process has exited. */
   async stop(): Promise<void> {
     const child = this.child;

@@ -4,7 +4,7 @@ import t, { type Test } from 'tap';
 import { parseAddress, reconnectDelayMs, RedisMemoryStore, sessionKeys } from '../../src/memory/redis.js';
 import type { MemoryStore, StoreStatus } from '../../src/memory/store.js';
 import { freeServicePorts } from '../helpers/sidecar-process.js';
-import { redisHarness, RedisServer } from '../helpers/redis.js';
+import { redisHarness, RedisServer, startRedisCluster } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
 import { frame, header, lease, memory, runStoreSuite, sid, turn } from './store-suite.js';
 
@@ -143,6 +143,36 @@ t.test('Redis down: every call fails fast; restarted: the same store works again
   t.same(await store.load(s), header(s), 'the same store instance works again');
   await waiting;
   t.same(await store.load(`${s}-patient`), header(`${s}-patient`), 'a call made while down went through once Redis was back');
+});
+
+t.test('a hung Redis (the connection stands, nothing answers) is reported down, and back when it answers again', async (t) => {
+  const server = await RedisServer.start(t);
+  const store = new RedisMemoryStore({ redis: server.url, commandTimeoutMs: 500 });
+  t.teardown(() => store.close());
+  await waitFor(() => store.status === 'ready', 5_000, 'store ready');
+  const s = sid('hung');
+  await store.save(header(s), 600);
+  server.signal('SIGSTOP');
+  t.teardown(() => server.signal('SIGCONT'));
+  await waitFor(() => store.status === 'down', 5_000, 'the probe finds it down');
+  await new Promise((r) => setTimeout(r, 600)); // down for a whole timeout
+  const started = Date.now();
+  await t.rejects(store.load(s), { code: 'ERR_STORE_UNAVAILABLE', message: /not answering for \d+ ms/ });
+  t.ok(Date.now() - started < 300, 'calls fail at once instead of each waiting out the timeout');
+  server.signal('SIGCONT');
+  await waitFor(() => store.status === 'ready', 5_000, 'ready again once it answers');
+  t.same(await store.load(s), header(s));
+});
+
+t.test('a Redis Cluster with a master down is reported down', async (t) => {
+  const cluster = await startRedisCluster(t);
+  const store = new RedisMemoryStore({ redis: cluster.seeds, commandTimeoutMs: 1_000 });
+  t.teardown(() => store.close());
+  await waitFor(() => store.status === 'ready', 10_000, 'store ready');
+  await cluster.nodes[0]!.stop();
+  // The other masters mark it failed after the cluster's node timeout (5 s here): cluster_state:fail.
+  await waitFor(() => store.status === 'down', 20_000, 'down once the cluster cannot serve every slot');
+  t.pass('reported down');
 });
 
 t.test('Redis unreachable from the start', async (t) => {
