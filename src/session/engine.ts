@@ -337,10 +337,18 @@ export class SessionEngine {
     let release: (() => Promise<void>) | undefined;
     let stopLease: (() => void) | undefined;
     if (this.persister) {
-      const lease: GenerationLease = { id: generation.id, character: character.id, node: this.sharing.nodeId, startSeq: session.nextSeq };
+      let lease: GenerationLease = { id: generation.id, character: character.id, node: this.sharing.nodeId, startSeq: session.nextSeq };
       try {
         if (!(await store.claimGeneration(session.id, lease, this.sharing.leaseMs))) {
           throw new NpcdError('ERR_SESSION_BUSY', 'another node is generating a reply in this session; one turn at a time');
+        }
+        // Under the lease no other node writes the stream. One may have
+        // written it since this node last read it (a client of the session
+        // there): take those frames and that history first, so this reply
+        // follows them instead of reusing their seqs.
+        if (await this.catchUpWithStore(session)) {
+          lease = { ...lease, startSeq: session.nextSeq };
+          await store.claimGeneration(session.id, lease, this.sharing.leaseMs);
         }
       } catch (err) {
         generation.ending = true;
@@ -601,6 +609,24 @@ export class SessionEngine {
     }
     const open = openReply(this.logged(session));
     if (open && !lease) await this.interrupted(session, open);
+  }
+
+  /**
+   * Takes the frames and history another node stored after what this node
+   * has (call under the generation lease); true when there were some. Not
+   * while this node's own frames wait to be stored: then it wrote last.
+   */
+  private async catchUpWithStore(session: Session): Promise<boolean> {
+    const { store } = this.options;
+    const mine = session.nextSeq - 1;
+    if (session.seq !== mine) return false;
+    const stored = await store.framesSince(session.id, mine);
+    if (stored.lastSeq <= mine) return false;
+    const data = await store.load(session.id);
+    session.adopt(stored.frames);
+    if (data) this.refresh(session, data);
+    this.log.debug({ session: session.id, from: mine, to: session.seq }, 'took frames another node stored before this reply');
+    return true;
   }
 
   /** Takes the store's header and history into the live session (in place: the engine and connections hold `data`). */

@@ -150,3 +150,34 @@ t.test('node A is killed with SIGKILL in the middle of a reply; the client resum
   );
   await Promise.all([c2.close(), c3.close()]);
 });
+
+t.test('a session used on two nodes in turn: each reply follows the other node\'s frames, none reuses a seq', async (t) => {
+  const redis = await RedisServer.start(t);
+  const [a, b] = await Promise.all([
+    startCli(t, ['--model', 'mock', '--mock-tokens', '8', '--redis', redis.url]),
+    startCli(t, ['--model', 'mock', '--mock-tokens', '8', '--redis', redis.url]),
+  ]);
+  const x = await TestClient.connect(wsUrl(a));
+  const y = await TestClient.connect(wsUrl(b));
+  t.teardown(() => Promise.all([x.close(), y.close()]));
+  const session = (await x.hello()).session as string;
+  const first = await x.chat('x1', CHARACTER, 'Hello from node A.', 10_000);
+  t.equal(first.t, 'done');
+  // Node B opens the session only now, and replies while node A is idle.
+  await y.hello({ session });
+  const second = await y.chat('y1', CHARACTER, 'Hello from node B.', 10_000);
+  t.equal(second.t, 'done');
+  // Node A has not seen y1: its next reply must come after it, not reuse its seqs.
+  const third = await x.chat('x2', CHARACTER, 'Back on node A.', 10_000);
+  t.equal(third.t, 'done');
+  const x2 = x.framesFor('x2');
+  t.equal(x2[0]!.t, 'start');
+  t.equal(x2[0]!.seq, (second.seq as number) + 1, `x2 starts right after y1's done (seq ${second.seq})`);
+  // A third client resuming on node B from there sees x2, not y1 again.
+  const z = await TestClient.connect(wsUrl(b));
+  t.teardown(() => z.close());
+  await z.hello({ session, resume: second.seq });
+  const end = await z.waitFor((f) => f.t === 'done', 10_000);
+  t.equal(end.id, 'x2', 'the stream after y1 holds x2');
+  t.same((await messages(b, session)).map((m) => `${m.role}:${m.id}`), ['user:x1', 'assistant:x1', 'user:y1', 'assistant:y1', 'user:x2', 'assistant:x2']);
+});
