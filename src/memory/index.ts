@@ -2,6 +2,7 @@
  * The memory store the server uses: in-process unless Redis addresses are
  * given (see store.ts for what it keeps, ttl.ts for how long).
  */
+import { NpcdError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { InProcessMemoryStore } from './in-process.js';
 import { RedisMemoryStore } from './redis.js';
@@ -40,12 +41,20 @@ export function createMemoryStore(options: MemoryStoreOptions): InProcessMemoryS
   if (redis === undefined || (typeof redis === 'string' ? redis.trim() === '' : redis.length === 0)) {
     return new InProcessMemoryStore({ budgetBytes: options.budgetBytes, sweepIntervalMs: options.sweepIntervalMs, onEvict: options.onEvict });
   }
-  return new RedisMemoryStore({
-    redis,
-    cluster: options.redisCluster,
-    keyPrefix: options.prefix,
-    commandTimeoutMs: options.commandTimeoutMs,
-    connectTimeoutMs: options.connectTimeoutMs,
-    logger: options.logger,
-  });
+  try {
+    return new RedisMemoryStore({
+      redis,
+      cluster: options.redisCluster,
+      keyPrefix: options.prefix,
+      commandTimeoutMs: options.commandTimeoutMs,
+      connectTimeoutMs: options.connectTimeoutMs,
+      logger: options.logger,
+    });
+  } catch (err) {
+    // The store names its options; a user set them as flags.
+    if (err instanceof NpcdError && err.code === 'ERR_CONFIG_INVALID') {
+      throw new NpcdError('ERR_CONFIG_INVALID', err.message.replaceAll('options.redis', '--redis').replaceAll('options.keyPrefix', '--redis-prefix'));
+    }
+    throw err;
+  }
 }

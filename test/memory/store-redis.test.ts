@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
+import { createMemoryStore } from '../../src/memory/index.js';
 import { parseAddress, reconnectDelayMs, RedisMemoryStore, sessionKeys } from '../../src/memory/redis.js';
 import type { MemoryStore, StoreStatus } from '../../src/memory/store.js';
 import { freeServicePorts } from '../helpers/sidecar-process.js';
@@ -226,4 +227,9 @@ t.test('addresses', async (t) => {
 
 t.test('reconnect backoff: 100 ms doubling to 2 s', async (t) => {
   t.same([1, 2, 3, 4, 5, 6, 7, 1_000].map(reconnectDelayMs), [100, 200, 400, 800, 1_600, 2_000, 2_000, 2_000]);
+});
+
+t.test('a bad --redis or --redis-prefix is named by its flag', async (t) => {
+  t.throws(() => createMemoryStore({ redis: 'redis://h:1/x', budgetBytes: 1 << 20 }), { code: 'ERR_CONFIG_INVALID', message: /^--redis: "redis:\/\/h:1\/x": the path must be a database number/ });
+  t.throws(() => createMemoryStore({ redis: 'redis://127.0.0.1:1', prefix: 'a{b', budgetBytes: 1 << 20 }), { code: 'ERR_CONFIG_INVALID', message: /^--redis-prefix must be a string without \{ or \}/ });
 });
