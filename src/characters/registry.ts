@@ -175,7 +175,11 @@ function readHead(file: string, bytes: number): string {
   }
 }
 
-/** JSON files up to this size are parsed to tell a card from a lorebook; larger ones are judged by their start. */
+/** Bytes of a JSON file read first to tell a card from a lorebook. */
+const HEAD_BYTES = 1 << 16;
+/** A card that says so at its start: SillyTavern writes `spec` first, and V1 cards have `first_mes`. */
+const CARD_MARK_RE = /"spec"\s*:\s*"chara_card_v[23]"|"first_mes"\s*:/;
+/** JSON files without that mark are parsed up to this size to judge their shape; larger ones are not cards. */
 const CLASSIFY_PARSE_BYTES = 32 * 1024 * 1024;
 /** The text fields of a V1 card (a bare object with the character's fields at the top). */
 const V1_CARD_FIELDS = ['description', 'personality', 'scenario', 'first_mes', 'mes_example'];
@@ -197,25 +201,25 @@ export function looksLikeCard(v: unknown): boolean {
 }
 
 /**
- * A script or a card. A JSON file is parsed to see whether it holds a card
- * (by its shape, as an imported card is written: its fields may come in any
- * order and it may lack first_mes); one too large to parse is judged by its
- * first 64 KiB.
+ * A script or a card. A JSON file that marks itself as a card in its first
+ * 64 KiB is one (so is a broken card that does: it is reported, not
+ * ignored); any other is parsed here to judge its shape, since an imported
+ * card's fields may come in any order and it may lack first_mes. That parse
+ * is on the caller's thread, so only files without the mark pay it.
  */
 export function isCharacterFile(file: string): boolean {
   if (SCRIPT_RE.test(file) || /\.png$/i.test(file)) return true;
   if (!/\.json$/i.test(file)) return false;
   try {
-    const text = statSync(file).size <= CLASSIFY_PARSE_BYTES ? readFileSync(file, 'utf8') : undefined;
-    if (text !== undefined) {
-      try {
-        return looksLikeCard(JSON.parse(text));
-      } catch {
-        // Not JSON (a card cut short, say): judged by its start below, so that a broken card is reported, not ignored.
-      }
+    const size = statSync(file).size;
+    const head = readHead(file, HEAD_BYTES);
+    if (CARD_MARK_RE.test(head)) return true;
+    if (size > CLASSIFY_PARSE_BYTES) return false;
+    try {
+      return looksLikeCard(JSON.parse(size <= HEAD_BYTES ? head : readFileSync(file, 'utf8')));
+    } catch {
+      return false;
     }
-    const head = text?.slice(0, 1 << 16) ?? readHead(file, 1 << 16);
-    return /"spec"\s*:\s*"chara_card_v[23]"/.test(head) || /"first_mes"\s*:/.test(head);
   } catch {
     return false;
   }

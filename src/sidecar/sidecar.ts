@@ -83,8 +83,8 @@ export class Sidecar {
   readonly runners: ProgramRunner[] = [];
   readonly #families = [this.srtt, this.connectDuration, this.handshakeRtt, this.connectFailures, this.retransmits, this.retransmitErrors, this.synackRetransmits];
   readonly #ports: ReadonlySet<string>;
-  /** By cookie, least recently seen first; `seenAt` in ms for expiry. */
-  readonly #sockets = new Map<string, SocketRtt & { readonly seenAt: number }>();
+  /** By cookie, least recently seen first; `at` in ms (an ISO time in sockets()). */
+  readonly #sockets = new Map<string, { readonly cookie: string; readonly port: number; readonly srttUs: number; readonly at: number }>();
   readonly #outputErrors: Counter<'program'>;
   readonly #lostEvents: Counter<'program'>;
   readonly #restarts: Counter<'program'>;
@@ -213,7 +213,7 @@ export class Sidecar {
         for (const e of record.entries) this.#stats(program, record.name, e.keys, e.value);
         return;
       case 'map': {
-        const at = new Date().toISOString();
+        const at = Date.now();
         for (const e of record.entries) this.#map(program, record.name, e.keys, e.value, at);
         return;
       }
@@ -268,7 +268,7 @@ export class Sidecar {
     }
   }
 
-  #map(program: string, name: string, keys: readonly string[], total: number, at: string): void {
+  #map(program: string, name: string, keys: readonly string[], total: number, at: number): void {
     // The per-socket map holds the latest values; every other one counts since the program started.
     if (name === '@tcp_srtt_sock_us') return this.#withPort(program, keys[1], (port) => this.#socket(keys[0]!, Number(port), total, at));
     const grown = () => this.#delta(program, `${name}\u0000${keys.join(',')}`, total);
@@ -286,10 +286,10 @@ export class Sidecar {
     }
   }
 
-  #socket(cookieDecimal: string, port: number, srttUs: number, at: string): void {
+  #socket(cookieDecimal: string, port: number, srttUs: number, at: number): void {
     const cookie = BigInt(cookieDecimal).toString(16);
     this.#sockets.delete(cookie);
-    this.#sockets.set(cookie, { cookie, port, srttUs, at, seenAt: Date.now() });
+    this.#sockets.set(cookie, { cookie, port, srttUs, at });
     if (this.#sockets.size > MAX_SOCKETS) this.#sockets.delete(this.#sockets.keys().next().value!);
     this.#expireSockets();
   }
@@ -298,7 +298,7 @@ export class Sidecar {
   #expireSockets(now = Date.now()): void {
     const oldest = now - Math.max(SOCKET_KEPT_MS, SOCKET_KEPT_INTERVALS * this.config.intervalS * 1000);
     for (const [cookie, s] of this.#sockets) {
-      if (s.seenAt >= oldest) break;
+      if (s.at >= oldest) break;
       this.#sockets.delete(cookie);
     }
   }
@@ -337,7 +337,7 @@ export class Sidecar {
   /** The latest srtt of each watched socket seen in the last minute (three intervals if longer), newest last. */
   sockets(now = Date.now()): SocketRtt[] {
     this.#expireSockets(now);
-    return [...this.#sockets.values()].map(({ cookie, port, srttUs, at }) => ({ cookie, port, srttUs, at }));
+    return [...this.#sockets.values()].map((s) => ({ ...s, at: new Date(s.at).toISOString() }));
   }
 
   async metrics(): Promise<string> {
