@@ -16,7 +16,7 @@ import type { Character, CharacterIssue } from './types.js';
 export interface ParsePoolOptions {
   /** Worker threads (default: half the cores, at least 1, at most 4). */
   readonly threads?: number;
-  /** A parse that takes longer fails (default 2000 ms). */
+  /** A parse that runs longer in its worker fails (default 2000 ms); time waiting for a worker does not count. */
   readonly taskTimeoutMs?: number;
   /** V8 old-generation heap per worker (default 64 MiB). */
   readonly maxHeapMb?: number;
@@ -93,19 +93,17 @@ export class ParsePool {
   private async run(task: ParseTask): Promise<ParseOutcome> {
     const file = task.file;
     let result: ParseTaskResult;
-    // A referenced timer (AbortSignal.timeout's is not): a caller awaiting
-    // a parse gets its answer even when nothing else keeps the process up.
     const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), this.taskTimeoutMs);
+    const deadline = new TaskDeadline(this.taskTimeoutMs, () => abort.abort());
     const submitted = performance.now();
     try {
-      result = (await this.pool.run(task, { signal: abort.signal })) as ParseTaskResult;
+      result = (await this.pool.run({ ...task, startedAt: deadline.startedAt }, { signal: abort.signal })) as ParseTaskResult;
       this.onTaskDone?.((result.runMs ?? performance.now() - submitted) / 1000);
     } catch (err) {
       this.onTaskDone?.((performance.now() - submitted) / 1000);
       return { issues: [{ file, line: 1, column: 1, message: describeFailure(err, this.taskTimeoutMs) }] };
     } finally {
-      clearTimeout(timer);
+      deadline.clear();
     }
     const warnings = result.warnings ?? [];
     return result.character ? { character: fromCharacterData(result.character), issues: result.issues, warnings, card: result.card, file: result.file } : { issues: result.issues, warnings };
@@ -113,6 +111,43 @@ export class ParsePool {
 
   close(): Promise<void> {
     return this.pool.destroy();
+  }
+}
+
+/** How often a deadline looks again at a task still waiting for a worker (at least). */
+const QUEUED_RECHECK_MS = 20;
+
+/**
+ * A parse's deadline, counted from the moment a worker takes the task up
+ * (it stores that time in `startedAt`): a task waiting in the queue, or for a
+ * new worker to start, is not timed out for it. The timer is referenced, so
+ * a caller awaiting a parse gets its answer even when nothing else keeps the
+ * process up.
+ */
+class TaskDeadline {
+  readonly startedAt = new BigInt64Array(new SharedArrayBuffer(8));
+  private timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly onExpired: () => void,
+  ) {
+    this.timer = setTimeout(() => this.check(), timeoutMs);
+  }
+
+  private check(): void {
+    const started = Number(Atomics.load(this.startedAt, 0));
+    if (started === 0) {
+      this.timer = setTimeout(() => this.check(), Math.max(this.timeoutMs, QUEUED_RECHECK_MS));
+      return;
+    }
+    const left = started + this.timeoutMs - Date.now();
+    if (left <= 0) this.onExpired();
+    else this.timer = setTimeout(() => this.check(), left);
+  }
+
+  clear(): void {
+    clearTimeout(this.timer);
   }
 }
 

@@ -12,13 +12,21 @@ import { parseCharacterScript } from './script.js';
 import { type CharacterData, toCharacterData } from './transfer.js';
 import type { CharacterIssue } from './types.js';
 
-export type ParseTask =
+export type ParseTask = (
   | { readonly kind: 'script'; readonly file: string; readonly text: string }
   /**
    * A Character Card: JSON text or PNG bytes. With `importInto`, the card
    * is being imported into that folder and names its own file there.
    */
-  | { readonly kind: 'card'; readonly file: string; readonly bytes: Uint8Array; readonly importInto?: string };
+  | { readonly kind: 'card'; readonly file: string; readonly bytes: Uint8Array; readonly importInto?: string }
+) & {
+  /**
+   * Shared with the pool: the worker stores the time (Date.now()) it takes
+   * the task up, so the deadline counts the parse, not the wait in the queue
+   * or a new worker's start-up.
+   */
+  readonly startedAt?: BigInt64Array;
+};
 
 export interface ParseTaskResult {
   readonly character?: CharacterData;
@@ -34,6 +42,7 @@ export interface ParseTaskResult {
 }
 
 export default function parse(task: ParseTask): ParseTaskResult {
+  if (task.startedAt) Atomics.store(task.startedAt, 0, BigInt(Date.now()));
   const started = performance.now();
   const result = parseTask(task);
   return { ...result, runMs: performance.now() - started };

@@ -62,3 +62,29 @@ t.test('a parse over the deadline is stopped and reported', async (t) => {
   t.equal(r.character, undefined);
   t.match(r.issues[0]?.message, /parsing took longer than 1 ms and was stopped/);
 });
+
+t.test('the deadline counts the parse, not the wait for a worker', async (t) => {
+  const text = 'name: queued\nexamples:\n' + '  - "a line of the character speaking"\n'.repeat(4_000);
+  // How long one parse takes here, once the worker is up.
+  const probe = new ParsePool({ threads: 1, taskTimeoutMs: 60_000 });
+  await probe.parseScript('warm.yaml', text);
+  let one = 0;
+  for (let i = 0; i < 3; i++) {
+    const at = performance.now();
+    t.ok((await probe.parseScript('probe.yaml', text)).character);
+    one = Math.max(one, performance.now() - at);
+  }
+  await probe.close();
+  // A deadline well above one parse, and a queue that lasts three deadlines,
+  // behind a worker that is still starting.
+  const timeoutMs = Math.max(300, Math.ceil(5 * one));
+  const n = Math.ceil((3 * timeoutMs) / one);
+  const pool = new ParsePool({ threads: 1, taskTimeoutMs: timeoutMs });
+  t.teardown(() => pool.close());
+  const at = performance.now();
+  const outcomes = await Promise.all(Array.from({ length: n }, (_, i) => pool.parseScript(`f${i}.yaml`, text)));
+  const waited = performance.now() - at;
+  t.ok(waited > timeoutMs, `the last of ${n} parses (${one.toFixed(0)} ms each) came ${waited.toFixed(0)} ms after the first was queued, past the ${timeoutMs} ms deadline`);
+  t.same(outcomes.map((o) => o.issues), outcomes.map(() => []), 'every queued parse loaded');
+  t.equal(outcomes.filter((o) => o.character?.name === 'queued').length, n);
+});
