@@ -161,19 +161,24 @@ export async function completions(x: HttpExchange, deps: RouteDeps): Promise<voi
     deps.engine.cancel(session, id);
     unsubscribe();
   });
-  try {
-    deps.engine.chat(session, {
-      id,
-      character: character.id,
-      text: req.text,
-      maxTokens: req.maxTokens,
-      sampling: req.sampling,
-      clientMessages: req.client,
-      trace: x.trace,
-    });
-  } catch (err) {
+  const refused = (err: unknown) => {
     unsubscribe();
     x.error(err, headers);
+  };
+  try {
+    deps.engine
+      .chat(session, {
+        id,
+        character: character.id,
+        text: req.text,
+        maxTokens: req.maxTokens,
+        sampling: req.sampling,
+        clientMessages: req.client,
+        trace: x.trace,
+      })
+      .accepted.catch(refused);
+  } catch (err) {
+    refused(err);
   }
 }
 

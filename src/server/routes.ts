@@ -223,7 +223,8 @@ function sessionSummary(s: Session) {
     last_active: new Date(s.data.lastActive).toISOString(),
     seq: s.seq,
     connected: s.owner !== undefined,
-    generating: s.generation?.id ?? null,
+    // A reply another node generates (this node follows it) counts too.
+    generating: s.generation?.id ?? s.remote?.id ?? null,
     states: s.data.states,
     user_turns: s.data.userTurns,
     messages: s.data.turns.length,
@@ -259,11 +260,14 @@ async function chat(x: HttpExchange, deps: RouteDeps): Promise<void> {
     onFrame(f);
   });
   x.onAbort(unsubscribe);
-  try {
-    deps.engine.chat(session, { id, character, text: message, trace: x.trace });
-  } catch (err) {
+  const refused = (err: unknown) => {
     unsubscribe();
     x.error(err, headers);
+  };
+  try {
+    deps.engine.chat(session, { id, character, text: message, trace: x.trace }).accepted.catch(refused);
+  } catch (err) {
+    refused(err);
   }
 }
 

@@ -391,14 +391,18 @@ export class WsServer {
   }
 
   private chat(conn: Connection, session: Session, frame: ChatFrame): void {
+    const { engine } = this.deps;
     try {
-      this.deps.engine.chat(session, { id: frame.id, character: frame.character, text: frame.text, trace: traceHeaders(frame.traceparent, frame.tracestate) });
+      // Refused after all (another node generates in the session): the sender alone hears it.
+      engine.chat(session, { id: frame.id, character: frame.character, text: frame.text, trace: traceHeaders(frame.traceparent, frame.tracestate) }).accepted.catch((err: unknown) => conn.sendError(err, frame.id));
     } catch (err) {
       // A refused chat is part of the session's stream, so a client that
-      // reconnects learns its fate on resume.
+      // reconnects learns its fate on resume; with a shared store this node
+      // may not number the session's frames, and answers the sender alone.
       const e = toNpcdError(err);
       if (e.code === 'ERR_INTERNAL') this.log.error({ err }, 'chat failed');
-      session.emit({ t: 'error', seq: 0, id: frame.id, code: e.code, message: e.message });
+      if (engine.refusalsInStream) session.emit({ t: 'error', seq: 0, id: frame.id, code: e.code, message: e.message });
+      else conn.sendError(e, frame.id);
     }
   }
 

@@ -249,12 +249,23 @@ export class SessionEngine {
       const controller = new AbortController();
       let resolve!: () => void;
       const finished = new Promise<void>((r) => (resolve = r));
-      const generation: Generation = { id: req.id, character: character.id, controller, finished, ending: false, orphanTimer: undefined };
+      let refusedHere = false;
+      const gate: TurnGate = { accept: () => {}, refuse: () => {} };
+      const accepted = new Promise<void>((accept, reject) => {
+        gate.accept = accept;
+        gate.refuse = (err) => {
+          refusedHere = true;
+          reject(err);
+        };
+      });
+      // A caller that does not wait for acceptance must not see an unhandled rejection.
+      accepted.catch(() => {});
+      const generation: Generation = { id: req.id, character: character.id, controller, finished, accepted, ending: false, orphanTimer: undefined };
       session.generation = generation;
       session.data.lastActive = Date.now();
       this.generations.add(generation);
       this.watchListeners(session);
-      void this.run(session, generation, character, req)
+      void this.run(session, generation, character, req, gate)
         .catch((err: unknown) => {
           // A bug, not a provider failure (run reports those): the client still gets an end.
           this.log.error({ err, session: session.id }, 'turn failed unexpectedly');
@@ -266,12 +277,24 @@ export class SessionEngine {
           if (session.generation === generation) session.generation = undefined;
           session.data.lastActive = Date.now();
           resolve();
+          // Refused for another node's reply: follow it, so this node's clients see it.
+          if (refusedHere) void this.syncLive(session);
         });
       return generation;
     } catch (err) {
       m.turns.inc({ provider, outcome: 'rejected' });
       throw err;
     }
+  }
+
+  /**
+   * Whether a refused chat is a frame of the session's stream (numbered,
+   * replayed on resume). With a shared store it is not: only the node that
+   * holds a session's generation lease numbers its frames, so a refusal is
+   * answered to its sender alone.
+   */
+  get refusalsInStream(): boolean {
+    return this.persister === undefined;
   }
 
   /** Cancels the generation of message `id`; false when it is not generating. */
@@ -326,22 +349,23 @@ export class SessionEngine {
     g.orphanTimer = undefined;
   }
 
-  private async run(session: Session, generation: Generation, character: Character, req: ChatRequest): Promise<void> {
+  private async run(session: Session, generation: Generation, character: Character, req: ChatRequest, gate: TurnGate): Promise<void> {
     const { metrics: m, provider, store, limits } = this.options;
     const labels = { provider: provider.name };
     // Shared store: the reply is generated under a lease, so that other nodes
     // know it is alive, and can declare it interrupted when it is not. The
     // lease goes once the reply's last frame is stored; the session is free
     // on this node as soon as that frame is emitted (this node's next reply
-    // takes the lease over).
+    // takes the lease over). Only the node holding the lease numbers the
+    // session's frames: a turn refused before it holds it emits nothing.
     let release: (() => Promise<void>) | undefined;
     let stopLease: (() => void) | undefined;
     if (this.persister) {
       let lease: GenerationLease = { id: generation.id, character: character.id, node: this.sharing.nodeId, startSeq: session.nextSeq };
+      let claimed = false;
       try {
-        if (!(await store.claimGeneration(session.id, lease, this.sharing.leaseMs))) {
-          throw new NpcdError('ERR_SESSION_BUSY', 'another node is generating a reply in this session; one turn at a time');
-        }
+        claimed = await store.claimGeneration(session.id, lease, this.sharing.leaseMs);
+        if (!claimed) throw new NpcdError('ERR_SESSION_BUSY', 'another node is generating a reply in this session; one turn at a time');
         // Under the lease no other node writes the stream. One may have
         // written it since this node last read it (a client of the session
         // there): take those frames and that history first, so this reply
@@ -352,9 +376,9 @@ export class SessionEngine {
         }
       } catch (err) {
         generation.ending = true;
-        const e = toNpcdError(err);
         m.turns.inc({ ...labels, outcome: 'rejected' });
-        session.emit({ t: 'error', seq: 0, id: generation.id, code: e.code, message: e.message });
+        if (claimed) await store.releaseGeneration(session.id, lease).catch((e: unknown) => this.log.warn({ err: e, session: session.id }, 'could not release the generation lease'));
+        gate.refuse(toNpcdError(err));
         return;
       }
       stopLease = keepLease(store, session.id, lease, this.sharing.leaseMs, generation.controller, this.log);
@@ -365,6 +389,7 @@ export class SessionEngine {
         });
       };
     }
+    gate.accept();
     // Tracing off: nothing is made for the turn (a client's traceparent is forwarded as it came).
     const trace = this.options.tracing?.enabled
       ? startTurnTrace(this.options.tracing, req.trace, {
@@ -792,6 +817,12 @@ export class SessionEngine {
     for (const s of [...this.following.keys()]) this.stopFollowing(s);
     for (const g of this.generations) g.controller.abort();
   }
+}
+
+/** How `run` tells `chat`'s caller that the turn started, or was refused before its first frame. */
+interface TurnGate {
+  accept(): void;
+  refuse(err: NpcdError): void;
 }
 
 /** Waits for `promise` to settle, or `ms` at most. */

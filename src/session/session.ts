@@ -19,6 +19,13 @@ export interface Generation {
   readonly controller: AbortController;
   /** Settles when the turn has ended (done or error frame emitted). */
   readonly finished: Promise<void>;
+  /**
+   * Resolves when the turn starts generating; rejects (with an NpcdError)
+   * when it is refused before its first frame: with a shared store, when
+   * another node generates in the session. Such a refusal is not a frame of
+   * the session's stream: the caller answers the sender.
+   */
+  readonly accepted: Promise<void>;
   /** True once the reply's last frame is being emitted: nothing is left to cancel. */
   ending: boolean;
   /** Runs while nobody listens to the session (see SessionEngine); cleared when someone does. */
