@@ -7,7 +7,7 @@
 import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, LineCounter, type Node, parseDocument } from 'yaml';
 import { type Lorebook, parseLorebookJson } from '../lore/index.js';
-import { NUMERIC_TRAIT_KEYS, type NumericTraitKey, type Persona, parsePersona, parseTraitCondition, type TraitCondition, traitSpec } from '../persona/index.js';
+import { atPosition, NUMERIC_TRAIT_KEYS, type NumericTraitKey, type Persona, parsePersona, parseTraitCondition, type TraitCondition, traitSpec } from '../persona/index.js';
 import { checkRegex } from './safe-regex.js';
 import { compileTemplate, type Template, TemplateError } from './template.js';
 import type { Character, CharacterIssue, TraitAdjustment, Trigger } from './types.js';
@@ -175,10 +175,15 @@ export function parseCharacterScript(text: string, file: string, options: ParseO
     const personaText = str('persona', false);
     const parsed = parsePersona(personaText);
     const node = nodeAt(['persona']);
+    const inFile = (pos: { line: number; column: number }) => {
+      const { line, col } = lineCounter.linePos(personaOffset(text, node, pos.line, pos.column));
+      return { line, column: col };
+    };
     for (const p of parsed.issues) {
-      const offset = personaOffset(text, node, p.line, p.column);
-      const { line, col } = lineCounter.linePos(offset);
-      (p.severity === 'error' ? issues : warnings).push({ file, line, column: col, message: `persona: ${p.message}` });
+      const { line, column } = inFile(p);
+      // A second position the message names is placed in the file too.
+      const message = p.related ? p.message.replace(atPosition(p.related), atPosition(inFile(p.related))) : p.message;
+      (p.severity === 'error' ? issues : warnings).push({ file, line, column, message: `persona: ${message}` });
     }
     personaSpec = parsed.persona;
   }

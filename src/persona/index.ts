@@ -33,7 +33,7 @@ export {
 } from './condition.js';
 export { describePersona, traitLevel } from './describe.js';
 export { personaHelp, personaTraitsMarkdown } from './help.js';
-export { formatPersonaIssue } from './issues.js';
+export { atPosition, formatPersonaIssue } from './issues.js';
 export { IDENTIFIER_RE, lex } from './lexer.js';
 export * from './limits.js';
 export { describeToken, parse } from './parser.js';

@@ -11,6 +11,11 @@ export function clip(s: string, max = 32): string {
   return cps.length > max ? `${cps.slice(0, max).join('')}…` : s;
 }
 
+/** How a message names a second position (see PersonaIssue.related). */
+export function atPosition(pos: Position): string {
+  return `at ${pos.line}:${pos.column}`;
+}
+
 /**
  * Collects issues up to MAX_ISSUES; one more issue says that the rest was
  * dropped, so a hostile text cannot produce an unbounded list.
@@ -20,9 +25,9 @@ export class IssueSink {
   #dropped: PersonaIssue | undefined;
   #droppedError = false;
 
-  add(at: Position, message: string, severity: IssueSeverity = 'error'): void {
+  add(at: Position, message: string, severity: IssueSeverity = 'error', related?: Position): void {
     if (this.#kept.length < MAX_ISSUES) {
-      this.#kept.push({ line: at.line, column: at.column, message, severity });
+      this.#kept.push(related ? { line: at.line, column: at.column, message, severity, related: { line: related.line, column: related.column } } : { line: at.line, column: at.column, message, severity });
       return;
     }
     this.#dropped ??= { line: at.line, column: at.column, message: TOO_MANY, severity };

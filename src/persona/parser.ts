@@ -15,7 +15,7 @@
  * validation does not report it again. An `invalid` token (already reported
  * by the lexer) is taken without a second error.
  */
-import { clip, IssueSink } from './issues.js';
+import { atPosition, clip, IssueSink } from './issues.js';
 import { MAX_LIST_DEPTH, MAX_STATEMENTS } from './limits.js';
 import type { InvalidNode, ListNode, ParseResult, Position, Statement, Token, ValueNode } from './types.js';
 
@@ -170,7 +170,7 @@ export function parse(tokens: readonly Token[]): ParseResult {
       const broke = pos > 0 && list[pos - 1]?.kind === 'newline';
       if (t.kind === 'eof' || (broke && atStatementStart())) {
         const found = t.kind === 'eof' ? describeToken(t) : `the next statement "${clip(t.value as string)}:"`;
-        error(t, `unterminated list: expected "]" to close the "[" at ${bracket.line}:${bracket.column}, found ${found}`);
+        sink.add(t, `unterminated list: expected "]" to close the "[" ${atPosition(bracket)}, found ${found}`, 'error', bracket);
       } else if (t.kind !== 'invalid') {
         error(t, `expected ${expected}, found ${describeToken(t)}`);
       }

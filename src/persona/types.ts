@@ -76,6 +76,12 @@ export interface PersonaIssue extends Position {
   /** The file the persona came from, when the caller named one. */
   readonly file?: string;
   readonly message: string;
+  /**
+   * A second position the message names ("at LINE:COLUMN"), such as where a
+   * duplicate key was first set; whoever places the persona in a file maps
+   * it too.
+   */
+  readonly related?: Position;
   /** Errors make the persona invalid; warnings (unknown keys, repeated list items) do not. */
   readonly severity: IssueSeverity;
 }

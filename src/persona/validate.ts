@@ -11,7 +11,7 @@
  * - Statements whose value could not be read (`invalid`) count as present and
  *   are not reported again.
  */
-import { clip, IssueSink } from './issues.js';
+import { atPosition, clip, IssueSink } from './issues.js';
 import {
   type ConflictReaction, didYouMean, type EnumTraitKey, expectedOf, type ListTraitKey, type Mood,
   type OptionalNumericTraitKey, PERSONA_KEYS, PERSONA_TRAITS, type TraitSpec, traitSpec,
@@ -78,7 +78,7 @@ export function validate(statements: readonly Statement[]): ValidateResult {
     }
     const earlier = present.get(spec.key);
     if (earlier !== undefined && !spec.repeatable) {
-      error(st, `duplicate key "${spec.key}": it is already set at ${earlier.line}:${earlier.column}; expected each key once (only ${REPEATABLE} repeat)`);
+      sink.add(st, `duplicate key "${spec.key}": it is already set ${atPosition(earlier)}; expected each key once (only ${REPEATABLE} repeat)`, 'error', earlier);
       continue;
     }
     if (earlier === undefined) present.set(spec.key, st);

@@ -343,6 +343,12 @@ t.test('the persona is parsed, and its problems point into the file', async (t) 
   t.equal(block.length, 1);
   t.match(block[0], /^4:22: persona: "react_to_conflict" must be one of/, `a block persona: line and column of the bad value (${block[0]})`);
   t.match(issues("name: Bob\npersona: 'react_to_conflict: withdraw'\n")[0], /persona: .*trust/, 'trust is required');
+  // A second position a message names is in the file too.
+  t.same(issues('name: Bob\npersona: |\n  trust: 0.5\n  mood: calm\n  mood: wary\n'), [
+    '5:3: persona: duplicate key "mood": it is already set at 4:3; expected each key once (only core_value, likes, dislikes, taboo repeat)',
+  ]);
+  const open = "persona: 'trust: 0.5; likes: [tea, cake'";
+  t.same(issues(`name: Bob\n${open}\n`), [`2:${open.length}: persona: unterminated list: expected "]" to close the "[" at 2:${open.indexOf('[') + 1}, found the end of the text`]);
   t.same(parse("name: Bob\npersona: 'trust: 0.5; trsut: 1'\n").issues, [], 'warnings (an unknown key) do not stop the load');
 });
 
