@@ -377,8 +377,8 @@ export class SessionEngine {
       } catch (err) {
         generation.ending = true;
         m.turns.inc({ ...labels, outcome: 'rejected' });
-        if (claimed) await store.releaseGeneration(session.id, lease).catch((e: unknown) => this.log.warn({ err: e, session: session.id }, 'could not release the generation lease'));
         gate.refuse(toNpcdError(err));
+        if (claimed) await store.releaseGeneration(session.id, lease).catch((e: unknown) => this.log.warn({ err: e, session: session.id }, 'could not release the generation lease'));
         return;
       }
       stopLease = keepLease(store, session.id, lease, this.sharing.leaseMs, generation.controller, this.log);
