@@ -37,6 +37,18 @@ export function ownField(obj: Fields, name: string): unknown {
   return Object.hasOwn(obj, name) ? obj[name] : undefined;
 }
 
+/**
+ * A value a client sent, for an error message: strings and numbers as JSON
+ * (strings cut to 40 characters), 64-bit integers as digits, anything else
+ * by its type.
+ */
+export function showValue(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
+  if (typeof v === 'bigint') return v.toString().slice(0, 40);
+  return Array.isArray(v) ? 'an array' : `a value of type ${typeof v}`;
+}
+
 function missing(name: string): NpcdError {
   return new NpcdError('ERR_PROTOCOL_MISSING_FIELD', `missing field "${name}"`, { detail: { field: name } });
 }
@@ -137,7 +149,7 @@ export function parseClientFrame(value: unknown, limits: FrameLimits): ClientFra
       const v = ownField(obj, 'v');
       if (v === undefined || v === null) throw missing('v');
       if (v !== PROTOCOL_VERSION) {
-        throw new NpcdError('ERR_PROTOCOL_VERSION', `protocol version ${JSON.stringify(v)} is not supported; this server speaks ${PROTOCOL_VERSION}`);
+        throw new NpcdError('ERR_PROTOCOL_VERSION', `protocol version ${showValue(v)} is not supported; this server speaks ${PROTOCOL_VERSION}`);
       }
       const frame: ClientFrame = { t: 'hello', v: PROTOCOL_VERSION };
       const session = optionalSessionId(obj, 'session');

@@ -350,6 +350,8 @@ export class WsServer {
       frame = parseClientFrame(decoded, limits);
     } catch (err) {
       this.framesIn.invalid.value++;
+      // A bug in decoding or validation is logged like any other.
+      if (!(err instanceof NpcdError)) return this.internalError(conn, err);
       conn.sendError(err, idOf(decoded));
       return;
     }

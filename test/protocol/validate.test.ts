@@ -51,6 +51,8 @@ t.test('hello', async (t) => {
   expectError(t, { t: 'hello', v: null }, 'ERR_PROTOCOL_MISSING_FIELD', 'missing field "v"');
   expectError(t, { t: 'hello', v: 2 }, 'ERR_PROTOCOL_VERSION', 'protocol version 2 is not supported; this server speaks 1');
   expectError(t, { t: 'hello', v: '1' }, 'ERR_PROTOCOL_VERSION', 'protocol version "1" is not supported; this server speaks 1');
+  t.match(rejection({ t: 'hello', v: 1n }), { code: 'ERR_PROTOCOL_VERSION', message: 'protocol version 1 is not supported; this server speaks 1' }, 'a 64-bit integer');
+  expectError(t, { t: 'hello', v: { a: 1 } }, 'ERR_PROTOCOL_VERSION', 'protocol version a value of type object is not supported; this server speaks 1');
   expectError(t, { t: 'hello', v: 1, session: '../../etc' }, 'ERR_PROTOCOL_INVALID_FIELD', 'field "session" may only hold letters, digits and _ . : - (1-128 characters)', { field: 'session' });
   expectError(t, { t: 'hello', v: 1, session: 'x'.repeat(129) }, 'ERR_PROTOCOL_INVALID_FIELD', 'field "session" must be at most 128 characters');
   expectError(t, { t: 'hello', v: 1, session: '' }, 'ERR_PROTOCOL_INVALID_FIELD', 'field "session" must not be empty');

@@ -75,6 +75,12 @@ t.test('bad input gets its ERR_* code and the connection keeps serving', async (
   await expectError(() => c.send({ t: 'subscribe' }), 'ERR_PROTOCOL_UNKNOWN_TYPE');
   await expectError(() => c.send({ t: 'hello' }), 'ERR_PROTOCOL_MISSING_FIELD');
   await expectError(() => c.send({ t: 'hello', v: 2 }), 'ERR_PROTOCOL_VERSION');
+  // A 64-bit integer (int64 and uint64 forms), and a long string, named in the message without failing.
+  const v64 = await expectError(() => c.sendRaw(Buffer.from('82a174a568656c6c6fa176d30000000000000001', 'hex')), 'ERR_PROTOCOL_VERSION');
+  t.match(v64.message, /^protocol version 1 is not supported/);
+  await expectError(() => c.sendRaw(Buffer.from('82a174a568656c6c6fa176cf0000000000000002', 'hex')), 'ERR_PROTOCOL_VERSION');
+  const long = await expectError(() => c.send({ t: 'hello', v: 'v'.repeat(900) }), 'ERR_PROTOCOL_VERSION');
+  t.ok((long.message as string).length < 200, 'a long value is cut in the message');
   await expectError(() => c.send({ t: 'hello', v: 1, session: 'bad id with spaces' }), 'ERR_PROTOCOL_INVALID_FIELD');
   await expectError(() => c.send({ t: 'hello', v: 1, resume: -1 }), 'ERR_PROTOCOL_INVALID_FIELD');
   await expectError(() => c.sendRaw(Buffer.alloc(2000, 0x90)), 'ERR_PROTOCOL_FRAME_TOO_LARGE');
