@@ -43,18 +43,27 @@ export async function importCard(x: HttpExchange, deps: AdminDeps): Promise<void
     throw new NpcdError('ERR_CARD_INVALID', `the card does not import: ${outcome.issues.map((i) => formatIssue(i).replace(/^[^:]*:/, '')).slice(0, 10).join('; ')}`);
   }
   const file = outcome.file;
-  const other = deps.registry.get(outcome.character.id) ?? deps.registry.get(outcome.character.name);
-  // The same card imported before in the other format (<id>.png, now <id>.json): the new file replaces it.
-  const replaces = other && other.source !== file && other.id === outcome.character.id && deps.registry.cards.has(other.source) && dirname(other.source) === dirname(file) ? other.source : undefined;
+  const { registry } = deps;
+  const incoming = outcome.character;
+  // The same card imported before (same id and name, from a card file in this folder) is replaced, in either format.
+  const sameCard = (c: Character | undefined): boolean =>
+    !!c && c.id === incoming.id && c.name.toLowerCase() === incoming.name.toLowerCase() && registry.cards.has(c.source) && dirname(c.source) === dirname(file);
+  // Whatever is at the card's file name already (a lorebook, another card whose name gives the same id, a file that failed to load) stays.
+  const there = registry.bySource(file);
+  if (existsSync(file) && !sameCard(there)) {
+    throw new NpcdError('ERR_CARD_CONFLICT', `${basename(file)} already exists in the characters folder${there ? ` and holds character ${there.id} (${there.name})` : ''}; remove it first or import a card with another name`);
+  }
+  const other = registry.get(incoming.id) ?? registry.get(incoming.name);
+  const replaces = other && other.source !== file && sameCard(other) ? other.source : undefined;
   if (other && other.source !== file && !replaces) {
     throw new NpcdError('ERR_CARD_CONFLICT', `character ${other.id} (${other.name}) already comes from another file; remove it first or import a card with another name`);
   }
   writeFileSync(file, body);
   if (replaces) {
-    deps.registry.deleteSource(replaces);
+    registry.deleteSource(replaces);
     rmSync(replaces, { force: true });
   }
-  const applied = deps.registry.apply(file, outcome);
+  const applied = registry.apply(file, outcome);
   if (!applied.character) throw new NpcdError('ERR_CARD_INVALID', applied.issues.map((i) => i.message).join('; '));
   x.json(201, {
     id: applied.character.id,

@@ -1,29 +1,14 @@
 /** Admin routes: importing Character Cards over HTTP and exporting characters as cards. */
-import t, { type Test } from 'tap';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import t from 'tap';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseCard } from '../../src/characters/cards/card.js';
 import { readPngChunks, textChunkKeyword } from '../../src/characters/cards/png.js';
+import { AUTH, folder, upload } from '../helpers/admin.js';
 import { getJson, postJson, testServer } from '../helpers/server.js';
 import { sharedFixture } from '../helpers/fixtures.js';
 
 const FIXTURE = sharedFixture('cards/seraphina.v2.png');
-const BUNDLED = fileURLToPath(new URL('../../characters', import.meta.url));
-const AUTH = { authorization: 'Bearer adm1n' };
-
-function folder(t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'npcd-admin-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  cpSync(BUNDLED, dir, { recursive: true });
-  return dir;
-}
-
-async function upload(url: string, body: Uint8Array | string, headers: Record<string, string> = AUTH) {
-  const res = await fetch(url, { method: 'POST', body, headers });
-  return { status: res.status, body: (await res.json()) as any };
-}
 
 t.test('admin routes are off without --admin-keys, and need the key', async (t) => {
   const { http } = await testServer(t, { characters: folder(t), watch: true });
@@ -58,13 +43,6 @@ t.test('import a PNG card, chat with it, export it as JSON and PNG', async (t) =
   t.same(parseCard(bytes).card?.data, original.card?.data, 'and the PNG export too');
 });
 
-t.test('bad cards and conflicts', async (t) => {
-  const { http } = await testServer(t, { characters: folder(t), watch: true, adminKeys: ['adm1n'] });
-  t.match(await upload(`${http}/v1/admin/characters`, '{"spec":"chara_card_v2","data":'), { status: 400, body: { error: { code: 'ERR_CARD_INVALID', message: /invalid JSON/ } } });
-  const clash = JSON.stringify({ spec: 'chara_card_v2', spec_version: '2.0', data: { name: 'Mara Quill', description: '', personality: '', scenario: '', first_mes: 'hi', mes_example: '', extensions: {} } });
-  t.match(await upload(`${http}/v1/admin/characters`, clash), { status: 409, body: { error: { code: 'ERR_CARD_CONFLICT' } } });
-});
-
 t.test('export a scripted character as a card; unknown extensions survive an import and export', async (t) => {
   const { http } = await testServer(t, { characters: folder(t), watch: true, adminKeys: ['adm1n'] });
   const res = await fetch(`${http}/v1/admin/characters/gufeng-jianke/card`, { headers: AUTH });
@@ -89,23 +67,4 @@ t.test('an import answers with the warnings of what the card has that npcd read 
   t.match(r.body.warnings, [/spec_version: "3\.5" is newer than "3\.0"/]);
   const clean = await upload(`${http}/v1/admin/characters`, readFileSync(FIXTURE));
   t.same(clean.body.warnings, [], 'none for a card without problems');
-});
-
-t.test('importing the same card again in the other format replaces it; a script with its id is still a conflict', async (t) => {
-  const dir = folder(t);
-  const { http, server } = await testServer(t, { characters: dir, watch: true, adminKeys: ['adm1n'] });
-  const png = await upload(`${http}/v1/admin/characters`, readFileSync(FIXTURE));
-  t.equal(png.status, 201, JSON.stringify(png.body));
-  t.equal(png.body.file, 'seraphina.png');
-  const json = JSON.stringify({ spec: 'chara_card_v2', spec_version: '2.0', data: { name: 'Seraphina', description: 'Edited as JSON.', personality: '', scenario: '', first_mes: 'Hello again.', mes_example: '', extensions: {} } });
-  const again = await upload(`${http}/v1/admin/characters`, json);
-  t.equal(again.status, 201, JSON.stringify(again.body));
-  t.match(again.body, { id: 'seraphina', file: 'seraphina.json' });
-  t.notOk(existsSync(join(dir, 'seraphina.png')), 'the PNG it replaces is gone');
-  t.ok(existsSync(join(dir, 'seraphina.json')));
-  t.equal((await getJson(`${http}/v1/characters/seraphina`)).body.description, 'Edited as JSON.');
-  t.equal(server.registry.get('seraphina')?.source, join(dir, 'seraphina.json'));
-  // A card named like a scripted character is not the same card: still a conflict.
-  const clash = JSON.stringify({ spec: 'chara_card_v2', spec_version: '2.0', data: { name: 'Tavern Keeper', description: '', personality: '', scenario: '', first_mes: 'hi', mes_example: '', extensions: {} } });
-  t.match(await upload(`${http}/v1/admin/characters`, clash), { status: 409, body: { error: { code: 'ERR_CARD_CONFLICT' } } });
 });
