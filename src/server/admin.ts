@@ -86,7 +86,18 @@ export function exportCard(x: HttpExchange, deps: AdminDeps, ref: string): void 
   if (format === 'json') return x.send(200, 'application/json; charset=utf-8', exportCardJson(card), disposition);
   // A card imported from a PNG keeps its image.
   const base = /\.png$/i.test(c.source) && existsSync(c.source) ? readFileSync(c.source) : undefined;
-  x.send(200, 'image/png', exportCardPng(card, base), disposition);
+  x.send(200, 'image/png', pngOf(card, base), disposition);
+}
+
+/** The card as a PNG on its image; on the default image when the file is no longer a valid PNG (it failed to reload: the last good version serves). */
+function pngOf(card: Card, base: Uint8Array | undefined): Uint8Array {
+  try {
+    return exportCardPng(card, base);
+  } catch (err) {
+    if (err instanceof TypeError && base) return pngOf(card, undefined);
+    if (err instanceof RangeError) throw new NpcdError('ERR_CARD_INVALID', `the card does not fit in a PNG card (${err.message}); export it as JSON`);
+    throw err;
+  }
 }
 
 /** A V3 card for a character defined by a script (its persona travels in extensions.npcd). */

@@ -1,12 +1,13 @@
 /** Admin routes: importing Character Cards over HTTP and exporting characters as cards. */
 import t from 'tap';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseCard } from '../../src/characters/cards/card.js';
 import { readPngChunks, textChunkKeyword } from '../../src/characters/cards/png.js';
 import { AUTH, folder, upload } from '../helpers/admin.js';
 import { getJson, postJson, testServer } from '../helpers/server.js';
 import { sharedFixture } from '../helpers/fixtures.js';
+import { waitFor } from '../helpers/wait.js';
 
 const FIXTURE = sharedFixture('cards/seraphina.v2.png');
 
@@ -67,4 +68,18 @@ t.test('an import answers with the warnings of what the card has that npcd read 
   t.match(r.body.warnings, [/spec_version: "3\.5" is newer than "3\.0"/]);
   const clean = await upload(`${http}/v1/admin/characters`, readFileSync(FIXTURE));
   t.same(clean.body.warnings, [], 'none for a card without problems');
+});
+
+t.test('a PNG card whose file is no longer a PNG still exports, on the default image', async (t) => {
+  const dir = folder(t);
+  const { http, server } = await testServer(t, { characters: dir, watch: true, adminKeys: ['adm1n'] });
+  const r = await upload(`${http}/v1/admin/characters`, readFileSync(FIXTURE));
+  t.equal(r.status, 201, JSON.stringify(r.body));
+  const file = join(dir, r.body.file);
+  writeFileSync(file, 'not a png');
+  await waitFor(() => server.registry.failures.has(file), 5_000, 'the broken file to fail its reload');
+  const res = await fetch(`${http}/v1/admin/characters/${r.body.id}/card?format=png`, { headers: AUTH });
+  t.equal(res.status, 200);
+  const card = parseCard(new Uint8Array(await res.arrayBuffer())).card;
+  t.equal(card?.data.name, 'Seraphina', 'the last good version, exported');
 });
