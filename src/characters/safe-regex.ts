@@ -17,7 +17,9 @@
  *    anchored with `^` (the engine tries every start position). So an
  *    unanchored pattern may have one (`a+b`), an anchored one two (`^.*a.*b`);
  *    `.*a.*b` takes seconds on a few thousand characters.
- * Together with the message length limit this keeps every match bounded.
+ * These shapes are refused at load; others still backtrack badly (a chain
+ * of bounded ambiguous groups such as `(?:a|a){10}(?:a|a){10}`), so at run
+ * time patterns are tested under a deadline (text/regex-guard.ts).
  */
 
 /** Unbounded quantifiers allowed in a pattern anchored with `^` (one fewer when not anchored). */

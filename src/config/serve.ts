@@ -46,6 +46,7 @@ export interface ServeConfig {
   readonly profileMaxSeconds: number;
   readonly parseThreads: number;
   readonly parseTimeoutMs: number;
+  readonly regexTimeoutMs: number;
   readonly openaiBaseUrl: string;
   readonly ollamaUrl: string;
   readonly dashscopeBaseUrl: string;
@@ -119,6 +120,7 @@ export const SERVE_FLAGS: FlagTable<keyof ServeConfig> = {
   watch: { flag: 'watch', env: 'NPCD_WATCH', type: 'bool', default: true, help: 'Reload character files when they change, are added or removed (--no-watch: load once at start).' },
   parseThreads: { flag: 'parse-threads', env: 'NPCD_PARSE_THREADS', type: 'int', default: 0, min: 0, max: 64, help: 'Worker threads that parse character files (0: half the cores, 1 to 4).', metavar: 'N' },
   parseTimeoutMs: { flag: 'parse-timeout', env: 'NPCD_PARSE_TIMEOUT', type: 'duration', default: '2s', min: 1, max: 600_000, help: 'A character file whose parsing runs longer in its worker fails to load (the worker is stopped); waiting for a worker does not count.', metavar: 'DURATION' },
+  regexTimeoutMs: { flag: 'regex-timeout', env: 'NPCD_REGEX_TIMEOUT', type: 'duration', default: '100ms', min: 1, max: 60_000, help: 'How long the regular expressions of a character (on_regex, lorebook regex keys) may run together against one text; one still running then counts as not matching and is disabled until restart (npcd_regex_timeouts_total).', metavar: 'DURATION' },
   config: { flag: 'config', env: 'NPCD_CONFIG', type: 'string', default: undefined, help: 'Config file (JSON or YAML) whose keys are these flag names; flags and environment override it.', metavar: 'FILE' },
   logLevel: { flag: 'log-level', env: 'NPCD_LOG_LEVEL', type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'Log level (logs are JSON lines on stdout).', metavar: 'LEVEL' },
   apiKeys: { flag: 'api-keys', env: 'NPCD_API_KEYS', type: 'list', default: [], help: 'Comma-separated API keys. When set, /v1 HTTP routes need "Authorization: Bearer KEY" and WebSocket `hello` needs `token`.', metavar: 'KEYS' },

@@ -4,7 +4,8 @@
  * case-insensitive keys, run over the lower-cased text, one for case-sensitive
  * keys), so the cost of a scan grows with the text, not with the number of
  * entries: at most text length × MAX_KEY_LENGTH steps. Regex keys, checked by
- * `checkRegex` and capped in number, are tested on each piece.
+ * `checkRegex` and capped in number, are tested on each piece in a helper
+ * thread under a deadline (see text/regex-guard.ts).
  *
  * A scan records, for every distinct key, the smallest depth at which it was
  * found (0 = newest message, 1 = the one before, ...; -1 = entry content read
@@ -12,6 +13,7 @@
  * with scan depth d then sees a key when its recorded depth is below d.
  */
 import { checkRegex } from '../characters/safe-regex.js';
+import { type GuardedRegex, regexGuard } from '../text/regex-guard.js';
 import { MAX_KEY_LENGTH, MAX_KEYS_PER_ENTRY, MAX_LOREBOOK_ENTRIES, MAX_REGEX_KEYS } from './limits.js';
 import type { LoreKey, Lorebook, LorebookEntry } from './types.js';
 
@@ -138,7 +140,7 @@ export class CompiledLorebook {
   /** Per slot (plain keys only): check a word boundary before / after the key. */
   private readonly edgeLeft: boolean[] = [];
   private readonly edgeRight: boolean[] = [];
-  private readonly regexes: { slot: number; re: RegExp }[] = [];
+  private readonly regexes: { slot: number; re: GuardedRegex }[] = [];
 
   constructor(book: Lorebook) {
     let slots = 0;
@@ -152,7 +154,7 @@ export class CompiledLorebook {
           if (regexSlots.size >= MAX_REGEX_KEYS || checkRegex(key.pattern, key.flags) !== undefined || /[gy]/.test(key.flags)) return undefined;
           slot = slots++;
           regexSlots.set(id, slot);
-          this.regexes.push({ slot, re: new RegExp(key.pattern, key.flags) });
+          this.regexes.push({ slot, re: { source: key.pattern, flags: key.flags } });
           this.edgeLeft.push(false);
           this.edgeRight.push(false);
         }
@@ -207,8 +209,13 @@ export class CompiledLorebook {
       this.folded.scan(lower, record(lower));
     }
     if (!this.exact.empty) this.exact.scan(text, record(text));
-    for (const { slot, re } of this.regexes) {
-      if (any[slot]! > depth && re.test(text)) any[slot] = depth;
+    // Regex keys not found yet at this depth, all tested in one job under the guard's deadline.
+    const open = this.regexes.filter(({ slot }) => any[slot]! > depth);
+    if (open.length > 0) {
+      const hits = regexGuard().test(open.map((r) => r.re), text);
+      open.forEach(({ slot }, i) => {
+        if (hits[i]) any[slot] = depth;
+      });
     }
   }
 }

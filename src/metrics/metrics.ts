@@ -29,6 +29,7 @@ export const METRIC = {
   characters: 'npcd_characters',
   characterLoadErrors: 'npcd_character_load_errors_total',
   characterReloads: 'npcd_character_reloads_total',
+  regexTimeouts: 'npcd_regex_timeouts_total',
   providerRequests: 'npcd_provider_requests_total',
   providerDuration: 'npcd_provider_request_duration_seconds',
   providerErrors: 'npcd_provider_errors_total',
@@ -277,6 +278,11 @@ export class Metrics {
   readonly sessionsExpired = new Counter({
     name: METRIC.sessionsExpired,
     help: 'Sessions deleted after their idle TTL.',
+    registers: [this.registry],
+  });
+  readonly regexTimeouts = new Counter({
+    name: METRIC.regexTimeouts,
+    help: 'Regular expressions of characters (on_regex, lorebook regex keys) disabled for running past --regex-timeout against a text.',
     registers: [this.registry],
   });
   readonly storeEvictions = new Counter({

@@ -23,6 +23,7 @@ import { createMemoryStore } from '../memory/index.js';
 import { DEFAULT_RECALL, MemoryRecall } from '../memory/recall.js';
 import type { MemoryStore } from '../memory/store.js';
 import { SessionEngine } from '../session/engine.js';
+import { configureRegexGuard } from '../text/regex-guard.js';
 import { createTracing } from '../tracing/tracing.js';
 import { VERSION } from '../version.js';
 import { HttpExchange } from './http.js';
@@ -122,6 +123,15 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
   const recall = embedder && config.recallK > 0
     ? new MemoryRecall(store, embedder, { native: config.native && !nativeLoadError() }, { k: config.recallK, minScore: config.recallMinScore, maxMemories: config.maxMemories, maxIndexes: DEFAULT_RECALL.maxIndexes }, log)
     : undefined;
+
+  // Patterns from character files run against chat text under a deadline.
+  configureRegexGuard({
+    timeoutMs: config.regexTimeoutMs,
+    onTimeout: (regex, ms) => {
+      metrics.regexTimeouts.inc();
+      log.warn({ subsystem: 'characters', pattern: regex.source.slice(0, 200), flags: regex.flags, timeoutMs: ms }, 'a regular expression ran past --regex-timeout against a text; it counts as not matching and is disabled until restart');
+    },
+  });
 
   // Character files are parsed in worker threads, at start and on reload.
   let pool: ParsePool | undefined;
