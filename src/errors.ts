@@ -59,6 +59,7 @@ export const ERRORS = {
 
   // Connections and lifecycle
   ERR_HEARTBEAT_TIMEOUT: { status: 408, close: 4408, summary: 'The client sent nothing for longer than the idle timeout.' },
+  ERR_HELLO_TIMEOUT: { status: 408, close: 4408, summary: 'The client sent no `hello` within the hello timeout of connecting.' },
   ERR_CONNECTION_LIMIT: { status: 503, summary: 'The server holds its maximum number of WebSocket connections.' },
   ERR_SHUTTING_DOWN: { status: 503, close: 1001, summary: 'The server is shutting down and accepts no new work.' },
 

@@ -32,6 +32,7 @@ export interface ServeConfig {
   readonly orphanGraceMs: number;
   readonly heartbeatIntervalMs: number;
   readonly idleTimeoutMs: number;
+  readonly helloTimeoutMs: number;
   readonly shutdownTimeoutMs: number;
   readonly wsMaxBackpressureBytes: number;
   readonly scriptTokenDelayMs: number;
@@ -138,6 +139,7 @@ export const SERVE_FLAGS: FlagTable<keyof ServeConfig> = {
   orphanGraceMs: { flag: 'orphan-grace', env: 'NPCD_ORPHAN_GRACE', type: 'duration', default: '15s', min: 0, max: 24 * HOUR, help: 'A reply that nobody receives (no WebSocket on its session, no HTTP request waiting) for this long is cancelled; a client that resumes sooner keeps it streaming. 0 cancels at once.', metavar: 'DURATION' },
   sessionTtlMs: { flag: 'session-ttl', env: 'NPCD_SESSION_TTL', type: 'duration', default: '30m', min: 1000, max: 30 * 24 * HOUR, help: 'A session with no connection, no generation and no activity for this long is deleted.', metavar: 'DURATION' },
   heartbeatIntervalMs: { flag: 'heartbeat-interval', env: 'NPCD_HEARTBEAT_INTERVAL', type: 'duration', default: '15s', min: 100, help: 'Ping interval the server asks clients for (sent as welcome.heartbeat_ms).', metavar: 'DURATION' },
+  helloTimeoutMs: { flag: 'hello-timeout', env: 'NPCD_HELLO_TIMEOUT', type: 'duration', default: '10s', min: 100, help: 'A WebSocket that has not sent hello this long after connecting is closed (4408 ERR_HELLO_TIMEOUT), pings or not.', metavar: 'DURATION' },
   idleTimeoutMs: { flag: 'idle-timeout', env: 'NPCD_IDLE_TIMEOUT', type: 'duration', default: '30s', min: 200, help: 'A WebSocket that sends nothing for this long is closed (4408 ERR_HEARTBEAT_TIMEOUT).', metavar: 'DURATION' },
   shutdownTimeoutMs: { flag: 'shutdown-timeout', env: 'NPCD_SHUTDOWN_TIMEOUT', type: 'duration', default: '10s', min: 0, help: 'On SIGTERM/SIGINT, how long in-flight replies may run before they are cancelled.', metavar: 'DURATION' },
   wsMaxBackpressureBytes: { flag: 'ws-max-backpressure', env: 'NPCD_WS_MAX_BACKPRESSURE', type: 'bytes', default: '1MiB', min: 64 * 1024, help: 'Per-connection send buffer limit. Live frames pause at 1/16 of it and resume from the replay log on drain; at the limit the connection is closed.', metavar: 'SIZE' },

@@ -215,7 +215,7 @@ export class Metrics {
   });
   readonly wsClosed = new Counter({
     name: METRIC.wsConnectionsClosed,
-    help: 'WebSocket connections closed, by reason (client, heartbeat_timeout, taken_over, shutdown, auth).',
+    help: 'WebSocket connections closed, by reason (client, heartbeat_timeout, hello_timeout, taken_over, shutdown, auth).',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
@@ -456,7 +456,7 @@ export class Metrics {
     for (const kind of ['turn', 'event']) this.memoriesStored.inc({ kind }, 0);
     this.storeUp.set(1);
     for (const result of ['loaded', 'failed', 'removed']) this.characterReloads.inc({ result }, 0);
-    for (const reason of ['client', 'heartbeat_timeout', 'taken_over', 'shutdown', 'auth']) this.wsClosed.inc({ reason }, 0);
+    for (const reason of ['client', 'heartbeat_timeout', 'hello_timeout', 'taken_over', 'shutdown', 'auth']) this.wsClosed.inc({ reason }, 0);
     // Process, event-loop lag and GC metrics.
     if (options.defaultMetrics !== false) collectProcessMetrics(this.registry);
   }

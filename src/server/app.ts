@@ -213,6 +213,7 @@ export async function startServer(config: ServeConfig, parts: ServerParts = {}):
       maxMessageChars: config.maxMessageChars,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       idleTimeoutMs: config.idleTimeoutMs,
+      helloTimeoutMs: config.helloTimeoutMs,
       wsMaxBackpressureBytes: config.wsMaxBackpressureBytes,
       apiKeys: config.apiKeys,
     },

@@ -37,6 +37,8 @@ export interface WsLimits {
   readonly maxMessageChars: number;
   readonly heartbeatIntervalMs: number;
   readonly idleTimeoutMs: number;
+  /** A connection without a session this long after opening is closed. */
+  readonly helloTimeoutMs: number;
   readonly wsMaxBackpressureBytes: number;
   readonly apiKeys: readonly string[];
 }
@@ -58,7 +60,7 @@ interface UserData {
 const MAX_PENDING_FRAMES = 32;
 
 /** Closes a WebSocket connection with a reason for the close metric. */
-type CloseReason = 'client' | 'heartbeat_timeout' | 'taken_over' | 'shutdown' | 'auth';
+type CloseReason = 'client' | 'heartbeat_timeout' | 'hello_timeout' | 'taken_over' | 'shutdown' | 'auth';
 
 export class Connection {
   format: WireFormat = 'msgpack';
@@ -76,6 +78,7 @@ export class Connection {
   private burstFrames = 1;
   closeReason: CloseReason = 'client';
   lastSeen = Date.now();
+  readonly openedAt = Date.now();
   /** Frames received while `hello` is being processed; undefined when no hello is pending. */
   pending: ClientFrame[] | undefined;
   private unsubscribe: (() => void) | undefined;
@@ -464,9 +467,12 @@ export class WsServer {
   }
 
   private checkHeartbeats(now: number): void {
-    const limit = this.deps.limits.idleTimeoutMs;
+    const { idleTimeoutMs: limit, helloTimeoutMs } = this.deps.limits;
     for (const conn of [...this.connections]) {
-      if (now - conn.lastSeen > limit) {
+      // Pings keep a connection alive, but not one that never opens a session (it would hold a connection slot without a key).
+      if (!conn.session && conn.pending === undefined && now - conn.openedAt > helloTimeoutMs) {
+        conn.endWith(new NpcdError('ERR_HELLO_TIMEOUT', `no hello within ${helloTimeoutMs} ms of connecting`), 'hello_timeout');
+      } else if (now - conn.lastSeen > limit) {
         conn.endWith(new NpcdError('ERR_HEARTBEAT_TIMEOUT', `no frame from the client for ${limit} ms; clients ping every ${this.deps.limits.heartbeatIntervalMs} ms`), 'heartbeat_timeout');
       }
     }

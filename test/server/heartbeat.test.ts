@@ -54,3 +54,25 @@ t.test('WebSocket protocol pings count as activity', async (t) => {
   await sleep(900);
   t.equal(c.closeCode, undefined);
 });
+
+t.test('pings do not keep a connection that never sends hello: 4408 ERR_HELLO_TIMEOUT', async (t) => {
+  const { ws, server } = await testServer(t, { ...TIMING, helloTimeoutMs: 1500, apiKeys: ['k1'] });
+  const idle = await TestClient.connect(ws);
+  const late = await TestClient.connect(ws);
+  t.teardown(() => late.close());
+  const timer = setInterval(() => {
+    idle.send({ t: 'ping' });
+    late.send({ t: 'ping' });
+  }, 100);
+  t.teardown(() => clearInterval(timer));
+  t.equal((await late.hello({ token: 'k1' })).t, 'welcome', 'a hello in time');
+  await idle.closed();
+  t.equal(idle.closeCode, 4408);
+  t.equal(idle.closeReason, 'ERR_HELLO_TIMEOUT');
+  t.ok(idle.frames.filter((f) => f.t === 'pong').length >= 3, 'it was pinging all along');
+  t.equal(idle.frames.at(-1)!.code, 'ERR_HELLO_TIMEOUT');
+  await sleep(300);
+  t.equal(late.closeCode, undefined, 'the connection that sent hello stays open past the hello timeout');
+  const closed = await server.metrics.wsClosed.get();
+  t.ok(closed.values.some((v) => v.labels.reason === 'hello_timeout' && v.value === 1));
+});
