@@ -177,7 +177,8 @@ function paramsOf(req: HttpRequest, route: string): string[] {
 function intParam(params: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
   const raw = params.get(name);
   if (raw === null || raw === '') return fallback;
-  const n = Number(raw);
+  // Decimal digits only: Number() would also take "0x10", " 5" and "5e0".
+  const n = /^\d{1,16}$/.test(raw) ? Number(raw) : NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) {
     throw new NpcdError('ERR_PROTOCOL_INVALID_FIELD', `query parameter "${name}" must be an integer from ${min} to ${max}`, { detail: { field: name } });
   }

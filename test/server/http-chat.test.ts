@@ -31,6 +31,9 @@ t.test('POST /v1/chat answers in character as JSON', async (t) => {
   t.equal(page.body.messages.length, 2);
   t.equal(page.body.messages[0].text, '  古风剑客，请赐教  ');
   t.equal((await getJson(`${http}/v1/sessions/sess_abc123/messages?limit=0`)).body.error.code, 'ERR_PROTOCOL_INVALID_FIELD');
+  for (const bad of ['0x10', '%205', '5e0', '1.0', '-1', '+3']) {
+    t.equal((await getJson(`${http}/v1/sessions/sess_abc123/messages?limit=${bad}`)).body.error?.code, 'ERR_PROTOCOL_INVALID_FIELD', `limit=${bad}`);
+  }
 
   const session = await getJson(`${http}/v1/sessions/sess_abc123`);
   t.match(session.body, { session_id: 'sess_abc123', user_turns: 3, messages: 6, generating: null, connected: false, states: { 'gufeng-jianke': 'calm' } });
