@@ -6,36 +6,15 @@
  * ERR_GENERATION_INTERRUPTED, and every acknowledged turn is still there).
  */
 import t, { type Test } from 'tap';
-import { startCli, type ServerProcess } from '../helpers/child.js';
+import { startCli } from '../helpers/child.js';
 import { RedisServer, requireRedis, startRedisCluster } from '../helpers/redis.js';
-import { getJson, postJson } from '../helpers/server.js';
+import { checkSeqs, messages, node, wsUrl } from '../helpers/scaleout.js';
 import { waitFor } from '../helpers/wait.js';
-import { type Frame, TestClient } from '../helpers/ws-client.js';
+import { TestClient } from '../helpers/ws-client.js';
 
 requireRedis();
 
 const CHARACTER = 'tavern-keeper';
-/** Long enough replies to kill a node in the middle of one: 400 tokens, 10 ms apart. */
-const NODE_ARGS = ['--model', 'mock', '--mock-tokens', '400', '--mock-token-delay', '10ms', '--generation-lease', '1s', '--orphan-grace', '30s', '--log-level', 'info'];
-
-async function node(t: Test, redisUrl: string): Promise<ServerProcess> {
-  return startCli(t, [...NODE_ARGS, '--redis', redisUrl]);
-}
-
-const wsUrl = (n: ServerProcess) => `ws://127.0.0.1:${n.port}/v1/ws`;
-
-/** Seqs of stream frames must run 1, 2, 3, … with none twice and none missing. */
-function checkSeqs(t: Test, frames: Frame[], from: number, what: string): void {
-  const seqs = frames.map((f) => f.seq as number);
-  const expected = seqs.map((_, i) => from + i);
-  t.same(seqs, expected, `${what}: seqs ${from}..${from + seqs.length - 1}, each once, none missing`);
-}
-
-async function messages(n: ServerProcess, session: string): Promise<{ role: string; id: string; text: string }[]> {
-  const r = await getJson(`http://127.0.0.1:${n.port}/v1/sessions/${session}/messages`);
-  if (r.status !== 200) throw new Error(`messages: ${r.status} ${JSON.stringify(r.body)}`);
-  return (r.body as { messages: { role: string; id: string; text: string }[] }).messages;
-}
 
 /** A client on node A resumes on node B while its reply streams there, and goes on on node B. */
 async function resumeElsewhere(t: Test, redisUrl: string): Promise<void> {
@@ -180,43 +159,4 @@ t.test('a session used on two nodes in turn: each reply follows the other node\'
   const end = await z.waitFor((f) => f.t === 'done', 10_000);
   t.equal(end.id, 'x2', 'the stream after y1 holds x2');
   t.same((await messages(b, session)).map((m) => `${m.role}:${m.id}`), ['user:x1', 'assistant:x1', 'user:y1', 'assistant:y1', 'user:x2', 'assistant:x2']);
-});
-
-t.test('a chat on node B while node A generates is refused to its sender, without a seq; the stream keeps node A\'s seqs', async (t) => {
-  const redis = await RedisServer.start(t);
-  const [a, b] = await Promise.all([node(t, redis.url), node(t, redis.url)]);
-  const x = await TestClient.connect(wsUrl(a));
-  const y = await TestClient.connect(wsUrl(b));
-  t.teardown(() => Promise.all([x.close(), y.close()]));
-  const session = (await x.hello()).session as string;
-  // Node B opens the session while nobody generates: it does not follow anything yet.
-  await y.hello({ session });
-  x.send({ t: 'chat', id: 'x1', character: CHARACTER, text: 'A long story, please.' });
-  await x.waitFor((f) => f.t === 'token' && f.id === 'x1', 5_000);
-  // Node B only learns of the reply when it tries to take the session's lease.
-  y.send({ t: 'chat', id: 'y1', character: CHARACTER, text: 'Me too!' });
-  const refused = await y.waitFor((f) => f.t === 'error' && f.id === 'y1', 5_000);
-  t.match(refused, { code: 'ERR_SESSION_BUSY' });
-  t.notOk('seq' in refused, 'the refusal is not a frame of the stream (node B does not number frames while node A does)');
-  // Node B now follows node A's reply; a chat meanwhile is refused the same way.
-  await y.waitFor((f) => f.t === 'token' && f.id === 'x1', 5_000);
-  y.send({ t: 'chat', id: 'y2', character: CHARACTER, text: 'Still me.' });
-  const again = await y.waitFor((f) => f.t === 'error' && f.id === 'y2', 5_000);
-  t.match(again, { code: 'ERR_SESSION_BUSY' });
-  t.notOk('seq' in again, 'no seq either');
-  t.match((await getJson(`http://127.0.0.1:${b.port}/v1/sessions/${session}`)).body, { generating: 'x1' }, 'node B shows the reply node A generates');
-  const http = await postJson(`http://127.0.0.1:${b.port}/v1/chat`, { session_id: session, character: CHARACTER, message: 'Over HTTP.' });
-  t.match(http, { status: 409, body: { error: { code: 'ERR_SESSION_BUSY' } } }, 'and an HTTP chat there is refused too');
-  const done = await x.waitFor((f) => f.t === 'done' && f.id === 'x1', 20_000);
-  const followed = await y.waitFor((f) => f.t === 'done' && f.id === 'x1', 10_000);
-  t.equal(followed.seq, done.seq, 'node B forwarded node A\'s reply to its end');
-  checkSeqs(t, x.streamFrames(), 1, 'node A\'s client');
-  // The stored stream, replayed from the start on node B: node A's reply, nothing of node B's.
-  const z = await TestClient.connect(wsUrl(b));
-  t.teardown(() => z.close());
-  await z.hello({ session, resume: 0 });
-  await z.waitFor((f) => f.t === 'done' && f.id === 'x1', 10_000);
-  checkSeqs(t, z.streamFrames(), 1, 'the stored stream');
-  t.same(z.streamFrames().filter((f) => f.id !== 'x1'), [], 'holds no frame of node B\'s refused chats');
-  t.same((await messages(b, session)).map((m) => `${m.role}:${m.id}`), ['user:x1', 'assistant:x1']);
 });
